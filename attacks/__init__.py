@@ -1,0 +1,1 @@
+"""Membership-inference attacks; one registered class per file, higher score = member."""

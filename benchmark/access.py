@@ -1,0 +1,174 @@
+"""The only door attacks have to a model: counted queries behind a threat-model view.
+
+Attacks never hold the UNet. They get a view whose methods match their threat model; every UNet
+forward pass goes through :class:`QueryCounter`, and that count is what the results report.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from benchmark.errors import BenchmarkError
+
+
+class ThreatModelError(BenchmarkError, AttributeError):
+    """An attack reached past its declared threat model (an AttributeError too, so hasattr works)."""
+
+
+class ThreatModel(str, enum.Enum):
+    WHITE_BOX = "white-box"
+    GRAY_BOX = "gray-box"
+    BLACK_BOX = "black-box"
+
+
+@dataclass
+class DiffusionModel:
+    """A noise-prediction network and the noise schedule it was trained with."""
+
+    unet: torch.nn.Module
+    scheduler: Any
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        config = self.unet.config
+        size = config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return (config.in_channels, height, width)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+
+class QueryCounter:
+    """Wraps the UNet and counts forward passes per sample (a batch of n counts n)."""
+
+    def __init__(self, unet: torch.nn.Module, batch_size: int) -> None:
+        self._unet = unet
+        self.batch_size = batch_size
+        self.forward_passes = 0
+        self.backward_passes = 0
+
+    def reset(self) -> None:
+        self.forward_passes = 0
+        self.backward_passes = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for start in range(0, x.shape[0], self.batch_size):
+            chunk = x[start : start + self.batch_size]
+            outputs.append(self._unet(chunk, t[start : start + self.batch_size]).sample)
+            self.forward_passes += chunk.shape[0]
+        return torch.cat(outputs)
+
+
+def _timesteps(t: int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(t, torch.Tensor) and t.ndim == 1:
+        return t.to(device=device, dtype=torch.long)
+    return torch.full((n,), int(t), device=device, dtype=torch.long)
+
+
+class _View:
+    """Shared by all views: names the threat model in the error when an attack reaches past it."""
+
+    threat_model: ThreatModel
+
+    def __getattr__(self, name: str) -> Any:
+        raise ThreatModelError(
+            f"a {self.threat_model.value} attack tried to use '{name}', which its threat model does not "
+            f"allow; declare a stronger threat model or use only the {type(self).__name__} methods"
+        )
+
+
+class GrayBoxAccess(_View):
+    """ε_θ(x, t) on any input, and the noise schedule; no parameters, no gradients."""
+
+    threat_model = ThreatModel.GRAY_BOX
+
+    def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
+        self._model = model
+        self.counter = QueryCounter(model.unet, batch_size)
+        self.sample_shape = model.sample_shape
+        self.device = model.device
+        self.alphas_cumprod = model.scheduler.alphas_cumprod.to(torch.float64).clone()
+        self.num_train_timesteps = int(model.scheduler.config.num_train_timesteps)
+
+    def predict_noise(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """One counted forward pass per sample; ``t`` is an int or one timestep per sample."""
+        self._check_timestep(t)
+        with torch.inference_mode():
+            x_t = x_t.to(self.device, torch.float32)
+            return self.counter(x_t, _timesteps(t, x_t.shape[0], self.device)).float()
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, through the scheduler (no query)."""
+        self._check_timestep(t)
+        return self._model.scheduler.add_noise(x0, noise, _timesteps(t, x0.shape[0], x0.device))
+
+    def ddim_step(self, x: torch.Tensor, t_from: int, t_to: int, eps: torch.Tensor) -> torch.Tensor:
+        """Deterministic DDIM move (σ=0) from t_from to t_to with the prediction made at t_from.
+
+        The scheduler's own ``step`` only walks its inference grid downwards; attacks also invert
+        (t_to > t_from) and use arbitrary strides, so the move is written from the DDIM formula.
+        """
+        self._check_timestep(t_from)
+        self._check_timestep(t_to)
+        a_from = self.alphas_cumprod[t_from].to(x.dtype)
+        a_to = self.alphas_cumprod[t_to].to(x.dtype)
+        x0_hat = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+        return a_to.sqrt() * x0_hat + (1 - a_to).sqrt() * eps
+
+    def _check_timestep(self, t: int | torch.Tensor) -> None:
+        values = t if isinstance(t, torch.Tensor) else torch.tensor([int(t)])
+        if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.num_train_timesteps):
+            raise BenchmarkError(
+                f"timestep {t} is outside the schedule's 0..{self.num_train_timesteps - 1}; "
+                "lower the attack's timestep parameters"
+            )
+
+
+class WhiteBoxAccess(GrayBoxAccess):
+    """Gray-box plus the module itself, for attacks that need parameters or gradients."""
+
+    threat_model = ThreatModel.WHITE_BOX
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self._model.unet
+
+
+class BlackBoxAccess(_View):
+    """Only an image-variation API: noise an image to t, then DDIM back to 0 in a few steps."""
+
+    threat_model = ThreatModel.BLACK_BOX
+
+    def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
+        self._gray = GrayBoxAccess(model, batch_size)
+        self.counter = self._gray.counter
+        self.sample_shape = model.sample_shape
+        self.device = model.device
+
+    def vary(self, images: torch.Tensor, t: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """One variation per image; costs ``steps`` counted passes per image."""
+        noise = torch.randn(images.shape, generator=generator).to(images.device)
+        x = self._gray.add_noise(images, noise, t)
+        grid = [round(t * (steps - i) / steps) for i in range(steps + 1)]
+        for t_from, t_to in zip(grid[:-1], grid[1:]):
+            eps = self._gray.predict_noise(x, t_from)
+            x = self._gray.ddim_step(x.to(eps.device), t_from, t_to, eps)
+        return x
+
+
+ACCESS_FOR = {
+    ThreatModel.WHITE_BOX: WhiteBoxAccess,
+    ThreatModel.GRAY_BOX: GrayBoxAccess,
+    ThreatModel.BLACK_BOX: BlackBoxAccess,
+}
+
+
+def make_access(model: DiffusionModel, threat_model: ThreatModel, batch_size: int = 256) -> Any:
+    return ACCESS_FOR[threat_model](model, batch_size)

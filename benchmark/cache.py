@@ -1,0 +1,76 @@
+"""Content-addressed artifact cache: a folder per key, built in a temp folder, verified on load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+from benchmark.hashing import sha256_file
+
+MANIFEST = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MIA_BENCH_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diffusion-mia-bench"
+
+
+class Cache:
+    def __init__(self, root: Path, log: Callable[[str], None] = print) -> None:
+        self.root = Path(root)
+        self.log = log
+
+    def get_or_build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
+        """Return the verified folder for ``key``, building it first when missing or corrupt.
+
+        ``build`` fills a temp folder and returns metadata; the folder appears under its key only
+        once complete (rename), so a crash never leaves a half-written artifact behind.
+        """
+        final = self.root / kind / key
+        if final.exists():
+            problem = verify(final)
+            if problem is None:
+                return final, json.loads((final / MANIFEST).read_text())["metadata"]
+            self.log(f"cache entry {final} is corrupt ({problem}); rebuilding it")
+            shutil.rmtree(final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+        except OSError as error:
+            raise BenchmarkError(f"cannot write the cache at {self.root} ({error.strerror}); pass --cache DIR") from None
+        try:
+            metadata = build(work)
+            files = {
+                str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()
+            }
+            manifest = {"key": key, "files": files, "metadata": metadata}
+            (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            os.replace(work, final)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+        return final, metadata
+
+
+def verify(folder: Path) -> str | None:
+    """None when every file listed in the manifest is present with its recorded sha256."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError):
+        return "missing or unreadable manifest"
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256_file(path) != digest:
+            return f"{name} does not match its sha256"
+    return None

@@ -1,0 +1,100 @@
+"""``python -m benchmark``: run | list | audit.
+
+Every user mistake ends as one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        self.exit(2, f"error: {message} (see `python -m benchmark {self.prog.split()[-1]} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="benchmark", description="Membership-inference benchmark for diffusion models")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a suite: train targets, run attacks, write results")
+    run.add_argument("--suite", required=True, help="a registered suite (quick, full) or a YAML path")
+    run.add_argument("--out", type=Path, default=None, help="results folder (default: runs/<suite>)")
+    run.add_argument("--cache", type=Path, default=None, help="target cache (default: ~/.cache/diffusion-mia-bench)")
+
+    commands.add_parser("list", help="list attacks, defenses, targets, datasets and suites")
+
+    audit = commands.add_parser("audit", help="attack a diffusers model folder with your own image folders")
+    audit.add_argument("--model", type=Path, required=True, help="diffusers pipeline or UNet2DModel folder")
+    audit.add_argument("--members", type=Path, required=True, help="folder of images the model was trained on")
+    audit.add_argument("--nonmembers", type=Path, required=True, help="folder of images it never saw")
+    audit.add_argument("--attack", action="append", default=[], help="attack name (repeatable; default: gray-box)")
+    audit.add_argument("--out", type=Path, default=Path("runs/audit"))
+    audit.add_argument("--calibration-fraction", type=float, default=0.25)
+    audit.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from benchmark.cache import Cache, default_cache_dir
+    from benchmark.progress import console
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    out = args.out or Path("runs") / suite.name
+    cache = Cache(args.cache or default_cache_dir(), log=console.print)
+    run_suite(suite, out, cache)
+    console.print(f"results: {out / 'results.jsonl'}  leaderboard: {out / 'LEADERBOARD.md'}")
+
+
+def _list(_: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
+    from benchmark.suite import registered_suites
+
+    table = Table(title="registered components")
+    for column in ("kind", "name", "threat model", "description"):
+        table.add_column(column)
+    for kind, registry in (("attack", ATTACKS), ("defense", DEFENSES), ("target", TARGETS), ("dataset", DATASETS)):
+        for entry in registry.entries():
+            threat = getattr(entry.cls, "threat_model", None)
+            table.add_row(kind, entry.name, threat.value if threat else "", entry.description)
+    import yaml
+
+    for name, path in registered_suites().items():
+        table.add_row("suite", name, "", str(yaml.safe_load(path.read_text()).get("description", "")))
+    Console(width=160).print(table)
+
+
+def _audit(args: argparse.Namespace) -> None:
+    from benchmark.audit import run_audit
+
+    run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction, args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchmark import runtime
+
+    try:
+        runtime.configure(args.device, args.threads)
+        {"run": _run, "list": _list, "audit": _audit}[args.command](args)
+    except BenchmarkError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0

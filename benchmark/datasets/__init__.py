@@ -1,0 +1,1 @@
+"""Datasets the harness can split into members, non-members and calibration images."""

@@ -1,0 +1,93 @@
+"""The contracts plugins implement. The harness knows plugins only through these and the registry."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchmark.access import DiffusionModel, ThreatModel
+
+
+@dataclass
+class AttackContext:
+    """What an attack may use besides its access view: a seeded generator for every random draw."""
+
+    generator: torch.Generator
+
+
+class Attack(abc.ABC):
+    """Scores images; higher score = more member-like.
+
+    Subclasses set ``threat_model`` and a ``Config`` dataclass whose defaults are the paper's.
+    ``calibrate`` sees only the calibration split; ``score`` must not learn from what it scores.
+    """
+
+    threat_model: ClassVar[ThreatModel]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def calibrate(self, access: Any, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        """Choose settings on labelled calibration images; returns what was chosen, for the card."""
+        return {}
+
+    @abc.abstractmethod
+    def score(self, access: Any, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+        """One float per image, higher = member."""
+
+
+class Defense(abc.ABC):
+    """Changes how a target is trained. The default hooks change nothing."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Applied to every training batch before noising (augmentation lives here)."""
+        return batch
+
+    def costs(self) -> dict[str, Any]:
+        """What the defense cost, for the card (ε, steps, ...)."""
+        return {}
+
+
+@dataclass
+class TrainedTarget:
+    """A model ready to attack, with what training it cost."""
+
+    model: DiffusionModel
+    target_hash: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(abc.ABC):
+    """A model family: how to obtain (train or load) a model for a member set."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache: Any, key: dict) -> TrainedTarget:
+        """Train on ``members`` under ``defense`` (or load); ``key`` identifies the data and defense."""
+
+
+class Dataset(abc.ABC):
+    """Images in [-1, 1], NCHW float32, plus a fingerprint of their content."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def load(self) -> torch.Tensor:
+        """All images the split may draw from."""

@@ -1,0 +1,33 @@
+"""Process-wide settings made once at start-up: threads and the device (through accelerate).
+
+Threads are set once because switching torch's thread count inside one process made training
+an order of magnitude slower on this kind of machine.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import torch
+from accelerate import Accelerator
+
+_device_choice = "auto"
+
+
+def configure(device: str = "auto", threads: int | None = None) -> None:
+    global _device_choice
+    _device_choice = device
+    accelerator.cache_clear()
+    wanted = threads or os.cpu_count() or 1
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+@lru_cache(maxsize=1)
+def accelerator() -> Accelerator:
+    return Accelerator(cpu=_device_choice == "cpu")
+
+
+def device() -> torch.device:
+    return accelerator().device

@@ -1,0 +1,85 @@
+"""Run one attack against one model: calibrate, score with counted queries, compute metrics.
+
+Shared by ``run`` (harness-trained targets) and ``audit`` (a model someone else trained), so
+both report identical fields.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from benchmark.access import DiffusionModel, make_access
+from benchmark.errors import BenchmarkError
+from benchmark.hashing import sha256_json
+from benchmark.interfaces import AttackContext
+from benchmark.metrics import evaluate
+from benchmark.suite import Component, Scoring
+
+
+def seeded_generator(*parts: object) -> torch.Generator:
+    """A generator seeded from (seed, cell, purpose), so no two draws share a stream by accident."""
+    return torch.Generator().manual_seed(int(sha256_json(list(parts))[:15], 16))
+
+
+def run_attack(
+    component: Component,
+    model: DiffusionModel,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    cal_images: torch.Tensor,
+    cal_labels: np.ndarray,
+    seed: int,
+    scoring: Scoring,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    attack = component.instantiate()
+    access = make_access(model, attack.threat_model, scoring.batch_size)
+    calibration: dict = {}
+    cal_scores = np.empty(0)
+    if len(cal_images):
+        calibration = attack.calibrate(
+            access, cal_images, cal_labels, AttackContext(seeded_generator(seed, component.label, "calibrate"))
+        )
+        cal_scores = _checked(
+            attack.score(access, cal_images, AttackContext(seeded_generator(seed, component.label, "cal-score"))),
+            component.label,
+            len(cal_images),
+        )
+    access.counter.reset()
+    started = time.perf_counter()
+    scores = _checked(
+        attack.score(access, images, AttackContext(seeded_generator(seed, component.label, "score"))),
+        component.label,
+        len(images),
+    )
+    seconds = time.perf_counter() - started
+    queries = access.counter.forward_passes / len(images)
+    result = evaluate(
+        labels, scores, seed, cal_labels if len(cal_images) else None, cal_scores, resamples=scoring.bootstrap
+    )
+    result.update(
+        {
+            "attack": component.label,
+            "attack_name": component.name,
+            "attack_config": component.description["config"],
+            "calibration": calibration,
+            "threat_model": attack.threat_model.value,
+            "queries_per_sample": queries,
+            "backward_passes_per_sample": access.counter.backward_passes / len(images),
+            "seconds_per_sample": seconds / len(images),
+        }
+    )
+    arrays = {"scores": scores, "labels": labels, "calibration_scores": cal_scores, "calibration_labels": cal_labels}
+    return result, arrays
+
+
+def _checked(scores: np.ndarray, label: str, expected: int) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (expected,):
+        raise BenchmarkError(f"attack '{label}' returned {scores.shape} scores for {expected} images; fix the attack")
+    if not np.all(np.isfinite(scores)):
+        bad = int((~np.isfinite(scores)).sum())
+        raise BenchmarkError(f"attack '{label}' produced {bad} NaN/inf scores; check its parameters (e.g. delta, t)")
+    return scores

@@ -1,0 +1,175 @@
+"""Suite files: YAML that names datasets, targets, defenses, attacks, seeds and sizes.
+
+Everything is validated here, before any training starts, so a typo costs a second, not a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.configs import build_config
+from benchmark.errors import BenchmarkError
+from benchmark.hashing import sha256_json
+from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
+from benchmark.splits import SplitSizes
+
+
+@dataclass
+class Component:
+    """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart."""
+
+    registry: str
+    name: str
+    label: str
+    config: Any
+
+    def instantiate(self) -> Any:
+        return REGISTRIES[self.registry].get(self.name).cls(self.config)
+
+    @property
+    def description(self) -> dict:
+        return {"name": self.name, "label": self.label, "config": dataclasses.asdict(self.config)}
+
+
+@dataclass
+class Scoring:
+    batch_size: int = 256
+    bootstrap: int = 1000
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.bootstrap < 10:
+            raise ValueError("batch_size must be ≥ 1 and bootstrap ≥ 10")
+
+
+@dataclass
+class Suite:
+    name: str
+    version: int
+    description: str
+    datasets: list[Component]
+    targets: list[Component]
+    defenses: list[Component]
+    attacks: list[Component]
+    seeds: list[int]
+    split: SplitSizes
+    scoring: Scoring = field(default_factory=Scoring)
+
+    @property
+    def suite_hash(self) -> str:
+        return sha256_json(dataclasses.asdict(self))
+
+
+REGISTRIES: dict[str, Registry] = {
+    "datasets": DATASETS,
+    "targets": TARGETS,
+    "defenses": DEFENSES,
+    "attacks": ATTACKS,
+}
+TOP_LEVEL = {"name", "version", "description", "datasets", "targets", "defenses", "attacks", "seeds", "split", "scoring"}
+REQUIRED = {"datasets", "targets", "attacks", "seeds"}
+
+
+def suites_dir() -> Path:
+    return Path(str(resources.files("benchmark") / "suites"))
+
+
+def registered_suites() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(suites_dir().glob("*.yaml"))}
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    known = registered_suites()
+    if name_or_path in known:
+        return known[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise BenchmarkError(f"suite file {path} does not exist; pass a registered suite or a YAML path")
+        return path
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"registered suites: {', '.join(known)}"
+    raise BenchmarkError(f"unknown suite '{name_or_path}': {hint}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = resolve_suite_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise BenchmarkError(f"{path}: not valid YAML{where}; check indentation and colons") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchmarkError(f"cannot read suite {path}: {error}") from None
+    return parse_suite(raw, default_name=path.stem, where=str(path))
+
+
+def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
+    if not isinstance(raw, dict):
+        raise BenchmarkError(f"{where}: a suite is a YAML mapping with keys {', '.join(sorted(REQUIRED))}")
+    for key in raw:
+        if key not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(TOP_LEVEL))}"
+            raise BenchmarkError(f"{where}: unknown key '{key}': {hint}")
+    missing = REQUIRED - set(raw)
+    if missing:
+        raise BenchmarkError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise BenchmarkError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
+    version = raw.get("version", 1)
+    if type(version) is not int:
+        raise BenchmarkError(f"{where}: 'version' must be an integer")
+    return Suite(
+        name=str(raw.get("name", default_name)),
+        version=version,
+        description=str(raw.get("description", "")),
+        datasets=_components(raw, "datasets", where),
+        targets=_components(raw, "targets", where),
+        defenses=_components({"defenses": raw.get("defenses", ["none"])}, "defenses", where),
+        attacks=_components(raw, "attacks", where),
+        seeds=list(dict.fromkeys(seeds)),
+        split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
+        scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
+    )
+
+
+def _mapping(raw: dict, key: str, where: str) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise BenchmarkError(f"{where}: '{key}' must be a mapping of parameters")
+    return value
+
+
+def _components(raw: dict, key: str, where: str) -> list[Component]:
+    items = raw[key]
+    if not isinstance(items, list) or not items:
+        raise BenchmarkError(f"{where}: '{key}' must be a non-empty list")
+    components = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "label", "params"}:
+            raise BenchmarkError(
+                f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional 'label' and 'params'"
+            )
+        entry = REGISTRIES[key].get(str(item["name"]))
+        label = str(item.get("label", entry.name))
+        params = item.get("params") or {}
+        if not isinstance(params, dict):
+            raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")
+        config = build_config(entry.cls.Config, f"{where}: {key} '{label}'", entry.preset, params)
+        components.append(Component(key, entry.name, label, config))
+    labels = [c.label for c in components]
+    duplicate = next((x for x in labels if labels.count(x) > 1), None)
+    if duplicate:
+        raise BenchmarkError(f"{where}: '{key}' lists '{duplicate}' twice; give one of them a distinct 'label'")
+    return components

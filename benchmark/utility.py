@@ -1,0 +1,41 @@
+"""Utility of a (defended) target: denoising loss on held-out vs training images.
+
+The timesteps and noise draws are fixed, so every target is measured on the same footing, and the
+gap between the two losses shows how much the target memorised.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.access import DiffusionModel
+
+UTILITY_TIMESTEPS = 10
+UTILITY_NOISE_SEED = 20261127
+
+
+def denoising_mse(model: DiffusionModel, images: torch.Tensor, batch_size: int = 256) -> float:
+    steps = int(model.scheduler.config.num_train_timesteps)
+    timesteps = torch.linspace(0, steps - 1, UTILITY_TIMESTEPS).round().long()
+    generator = torch.Generator().manual_seed(UTILITY_NOISE_SEED)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for t in timesteps:
+            noise = torch.randn(images.shape, generator=generator)
+            noisy = model.scheduler.add_noise(images, noise, t.repeat(len(images)))
+            for start in range(0, len(images), batch_size):
+                chunk = noisy[start : start + batch_size].to(model.device)
+                predicted = model.unet(chunk, t.repeat(len(chunk)).to(model.device)).sample.cpu()
+                total += float(((predicted - noise[start : start + batch_size]) ** 2).mean(dim=(1, 2, 3)).sum())
+                count += len(chunk)
+    return total / count
+
+
+def measure_utility(model: DiffusionModel, training: torch.Tensor, heldout: torch.Tensor) -> dict[str, float]:
+    heldout_mse = denoising_mse(model, heldout)
+    training_mse = denoising_mse(model, training)
+    return {
+        "heldout_denoising_mse": heldout_mse,
+        "training_denoising_mse": training_mse,
+        "generalization_gap": heldout_mse - training_mse,
+    }

@@ -1,0 +1,1 @@
+"""Defenses applied while training a target; one registered class per file."""

@@ -1,0 +1,18 @@
+"""The undefended baseline every defense is compared with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.interfaces import Defense
+from benchmark.registry import DEFENSES
+
+
+@dataclass
+class NoDefenseConfig:
+    pass
+
+
+@DEFENSES.register("none", "no defense: the target is trained on its members as they are")
+class NoDefense(Defense):
+    Config = NoDefenseConfig

@@ -1,0 +1,1 @@
+"""Model families the harness can train or load; one registered class per file."""

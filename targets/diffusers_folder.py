@@ -1,0 +1,89 @@
+"""A model someone else trained: a diffusers pipeline folder, or a UNet folder with its scheduler.
+
+Only safetensors weights are loaded; a folder that holds only pickled checkpoints is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
+
+from benchmark import runtime
+from benchmark.access import DiffusionModel
+from benchmark.errors import BenchmarkError
+from benchmark.hashing import sha256_file, sha256_json
+from benchmark.interfaces import Defense, Target, TrainedTarget
+from benchmark.registry import TARGETS
+
+
+@dataclass
+class DiffusersFolderConfig:
+    path: str = ""
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("'path' must name a diffusers model folder")
+
+
+def _scheduler_folder(unet_folder: Path) -> Path:
+    for candidate in (unet_folder / "scheduler", unet_folder, unet_folder.parent / "scheduler"):
+        if (candidate / "scheduler_config.json").is_file():
+            return candidate
+    raise BenchmarkError(
+        f"no scheduler_config.json in {unet_folder}, its scheduler/ subfolder or ../scheduler; "
+        "save the scheduler beside the UNet (scheduler.save_pretrained)"
+    )
+
+
+def _require_safetensors(folder: Path) -> None:
+    if not any(folder.rglob("*.safetensors")):
+        pickles = [p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        found = f" (found {', '.join(sorted(pickles)[:3])})" if pickles else ""
+        raise BenchmarkError(
+            f"{folder} has no .safetensors weights{found}; pickled checkpoints can run code when loaded, "
+            "so they are refused: re-save the model with save_pretrained(..., safe_serialization=True)"
+        )
+
+
+def load_diffusers_folder(folder: Path) -> DiffusionModel:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BenchmarkError(f"model folder {folder} does not exist; pass a diffusers model folder")
+    _require_safetensors(folder)
+    try:
+        if (folder / "model_index.json").is_file():
+            pipeline = DiffusionPipeline.from_pretrained(folder, use_safetensors=True)
+            unet, scheduler = pipeline.unet, pipeline.scheduler
+        elif (folder / "config.json").is_file() or (folder / "unet" / "config.json").is_file():
+            unet_folder = folder if (folder / "config.json").is_file() else folder / "unet"
+            unet = UNet2DModel.from_pretrained(unet_folder, use_safetensors=True)
+            scheduler_folder = _scheduler_folder(unet_folder)
+            config = json.loads((scheduler_folder / "scheduler_config.json").read_text())
+            scheduler = DDPMScheduler.from_config(config)
+        else:
+            raise BenchmarkError(
+                f"{folder} holds neither model_index.json (a pipeline) nor config.json (a UNet2DModel)"
+            )
+    except (OSError, ValueError, json.JSONDecodeError) as error:
+        raise BenchmarkError(f"cannot load the model in {folder}: {str(error).splitlines()[0]}") from None
+    if not isinstance(unet, UNet2DModel) or not hasattr(scheduler, "alphas_cumprod"):
+        raise BenchmarkError(
+            f"{folder} is a {type(unet).__name__} with a {type(scheduler).__name__}; "
+            "this target needs an unconditional UNet2DModel and a DDPM-style scheduler"
+        )
+    return DiffusionModel(unet.to(runtime.device()).eval(), scheduler)
+
+
+@TARGETS.register("diffusers_folder", "a local diffusers DDPM/DDIM pipeline or UNet2DModel folder (no training)")
+class DiffusersFolder(Target):
+    Config = DiffusersFolderConfig
+
+    def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict) -> TrainedTarget:
+        folder = Path(self.config.path)
+        model = load_diffusers_folder(folder)
+        weights = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*.safetensors"))}
+        return TrainedTarget(model, sha256_json(weights), {"source": str(folder)})

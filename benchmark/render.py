@@ -131,14 +131,17 @@ def write_outputs(store: ResultStore, cards: list[dict]) -> None:
 
 
 def print_table(cards: list[dict]) -> None:
-    table = Table(title="membership inference results (higher AUC = more leakage)")
-    columns = ["dataset", "target", "defense", "seed", "attack", "threat", "AUC", "ASR", "TPR@1%", "TPR@0.1%", "queries"]
-    for column in columns:
-        table.add_column(column, justify="right" if column in columns[6:] else "left")
-    for c in cards:
-        table.add_row(
-            c["dataset"], c["target"], c["defense"], str(c["seed"]), c["attack"], c["threat_model"],
-            f"{c['auc']:.3f}", f"{c['asr']:.3f}", f"{c['tpr_at_1pct_fpr']:.3f}", f"{c['tpr_at_0_1pct_fpr']:.3f}",
-            f"{c['queries_per_sample']:g}",
-        )
-    Console().print(table)
+    console = Console()
+    groups: dict[str, list[dict]] = {}
+    for card in cards:
+        groups.setdefault(f"{card['dataset']} / {card['target']} / {card['defense']} / seed {card['seed']}", []).append(card)
+    for title, group in groups.items():
+        table = Table(title=title)
+        for column in ("attack", "threat model", "AUC", "ASR", "TPR@1%", "TPR@0.1%", "queries"):
+            table.add_column(column, justify="left" if column in ("attack", "threat model") else "right")
+        for c in group:
+            table.add_row(
+                c["attack"], c["threat_model"], f"{c['auc']:.3f}", f"{c['asr']:.3f}", f"{c['tpr_at_1pct_fpr']:.3f}",
+                f"{c['tpr_at_0_1pct_fpr']:.3f}", f"{c['queries_per_sample']:g}",
+            )
+        console.print(table)

@@ -11,12 +11,14 @@ from functools import lru_cache
 
 import torch
 from accelerate import Accelerator
+from diffusers.utils import logging as diffusers_logging
 
 _device_choice = "auto"
 
 
 def configure(device: str = "auto", threads: int | None = None) -> None:
     global _device_choice
+    diffusers_logging.disable_progress_bar()  # the harness shows its own progress
     _device_choice = device
     accelerator.cache_clear()
     wanted = threads or os.cpu_count() or 1

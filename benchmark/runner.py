@@ -20,9 +20,19 @@ from benchmark.suite import Component, Suite
 from benchmark.utility import measure_utility
 
 
-def _labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+def labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     labels = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)])
     return torch.cat([members, nonmembers]), labels
+
+
+def target_key(dataset: Component, split_sha256: str, target: Component, defense: Component) -> dict:
+    """Everything that changes a target's weights except the seed (which the target adds)."""
+    return {
+        "dataset": dataset.description,
+        "split_sha256": split_sha256,
+        "target": target.description["config"] | {"name": target.name},
+        "defense": defense.description,
+    }
 
 
 def cell_hash(suite: Suite, dataset: Component, target: Component, defense: Component, attack: Component,
@@ -52,8 +62,8 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
         images = dataset_spec.instantiate().load()
         for seed in suite.seeds:
             split = make_split(images, suite.split, seed)
-            eval_images, eval_labels = _labelled(images[split.members], images[split.nonmembers])
-            cal_images, cal_labels = _labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+            eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
+            cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
             for target_spec in suite.targets:
                 for defense_spec in suite.defenses:
                     hashes = {a.label: cell_hash(suite, dataset_spec, target_spec, defense_spec, a, seed)
@@ -65,12 +75,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
                         continue
                     where = f"{dataset_spec.label}/{target_spec.label}/{defense_spec.label}/seed {seed}"
                     console.print(f"[bold]{where}[/]: obtaining target")
-                    key = {
-                        "dataset": dataset_spec.description,
-                        "split_sha256": split.sha256,
-                        "target": target_spec.description["config"] | {"name": target_spec.name},
-                        "defense": defense_spec.description,
-                    }
+                    key = target_key(dataset_spec, split.sha256, target_spec, defense_spec)
                     defense = defense_spec.instantiate()
                     trained = target_spec.instantiate().obtain(images[split.training], defense, seed, cache, key)
                     utility = measure_utility(

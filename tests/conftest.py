@@ -1,0 +1,98 @@
+"""Shared tiny world: a small UNet overfit on 48 real digits (8×8), trained once per test session."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmark import runtime
+from benchmark.cache import Cache
+from benchmark.suite import Suite, parse_suite
+
+TINY_SUITE = {
+    "name": "tiny",
+    "version": 1,
+    "description": "test suite: overfit tiny target",
+    "datasets": [{"name": "digits", "params": {"image_size": 8}}],
+    "split": {"members": 32, "nonmembers": 128, "calibration_members": 16, "calibration_nonmembers": 32},
+    "targets": [
+        {
+            "name": "ddpm_unet",
+            "label": "tiny",
+            "params": {"block_out_channels": [16, 32], "train_steps": 800, "batch_size": 48, "learning_rate": 0.002},
+        }
+    ],
+    "defenses": ["none"],
+    "attacks": ["nais", "nais_cal", "loss", "pia"],
+    "seeds": [0],
+    "scoring": {"bootstrap": 200},
+}
+
+
+def tiny_suite_dict(**changes) -> dict:
+    suite = copy.deepcopy(TINY_SUITE)
+    suite.update(changes)
+    return suite
+
+
+def make_suite(raw: dict) -> Suite:
+    return parse_suite(raw, default_name=raw.get("name", "test"), where="test suite")
+
+
+def write_suite(folder: Path, raw: dict, name: str = "suite.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _runtime() -> None:
+    runtime.configure("cpu")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir) -> tuple[Path, list[dict]]:
+    """The tiny suite run end to end once; many tests read its outputs."""
+    from benchmark.runner import run_suite
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    cards = run_suite(make_suite(tiny_suite_dict()), out, Cache(cache_dir, log=lambda _: None))
+    return out, cards
+
+
+@dataclass
+class TinyWorld:
+    model: object
+    images: torch.Tensor
+    labels: np.ndarray
+    cal_images: torch.Tensor
+    cal_labels: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_run, cache_dir) -> TinyWorld:
+    """The trained tiny target (a cache hit after ``tiny_run``) and its evaluation images."""
+    from benchmark.runner import labelled, target_key
+    from benchmark.splits import make_split
+
+    suite = make_suite(tiny_suite_dict())
+    images = suite.datasets[0].instantiate().load()
+    split = make_split(images, suite.split, 0)
+    key = target_key(suite.datasets[0], split.sha256, suite.targets[0], suite.defenses[0])
+    trained = suite.targets[0].instantiate().obtain(
+        images[split.training], suite.defenses[0].instantiate(), 0, Cache(cache_dir, log=lambda _: None), key
+    )
+    eval_images, labels = labelled(images[split.members], images[split.nonmembers])
+    cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+    return TinyWorld(trained.model, eval_images, labels, cal_images, cal_labels)

@@ -1,0 +1,68 @@
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from benchmark.access import BlackBoxAccess, DiffusionModel, GrayBoxAccess, ThreatModelError, WhiteBoxAccess
+from benchmark.errors import BenchmarkError
+
+
+@pytest.fixture(scope="module")
+def model() -> DiffusionModel:
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+    ).eval()
+    return DiffusionModel(unet, DDPMScheduler(num_train_timesteps=1000))
+
+
+def test_counter_counts_each_sample_once_per_forward_across_chunks(model):
+    access = GrayBoxAccess(model, batch_size=3)
+    x = torch.randn(7, 1, 8, 8)
+    out = access.predict_noise(x, 10)
+    assert out.shape == x.shape
+    assert access.counter.forward_passes == 7
+    access.predict_noise(x, torch.arange(7))
+    assert access.counter.forward_passes == 14
+
+
+def test_gray_box_hides_the_module(model):
+    access = GrayBoxAccess(model)
+    with pytest.raises(ThreatModelError, match="gray-box attack tried to use 'module'"):
+        access.module  # noqa: B018
+    assert not hasattr(access, "parameters")
+    assert not access.predict_noise(torch.randn(2, 1, 8, 8), 5).requires_grad
+
+
+def test_black_box_offers_only_variations(model):
+    access = BlackBoxAccess(model)
+    with pytest.raises(ThreatModelError, match="black-box"):
+        access.predict_noise(torch.randn(2, 1, 8, 8), 5)
+    varied = access.vary(torch.randn(4, 1, 8, 8), t=200, steps=2, generator=torch.Generator().manual_seed(0))
+    assert varied.shape == (4, 1, 8, 8)
+    assert access.counter.forward_passes == 8
+
+
+def test_white_box_exposes_the_module(model):
+    assert WhiteBoxAccess(model).module is model.unet
+
+
+def test_ddim_step_inverts_itself_with_a_shared_prediction(model):
+    access = GrayBoxAccess(model)
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    eps = torch.randn_like(x)
+    there = access.ddim_step(x, 40, 90, eps)
+    assert torch.allclose(access.ddim_step(there, 90, 40, eps), x, atol=1e-10)
+
+
+def test_closed_form_noising_uses_the_schedule(model):
+    access = GrayBoxAccess(model)
+    x0, noise = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    a = access.alphas_cumprod[80].float()
+    assert torch.allclose(access.add_noise(x0, noise, 80), a.sqrt() * x0 + (1 - a).sqrt() * noise, atol=1e-6)
+
+
+def test_timesteps_outside_the_schedule_are_refused(model):
+    with pytest.raises(BenchmarkError, match="outside the schedule"):
+        GrayBoxAccess(model).predict_noise(torch.randn(1, 1, 8, 8), 1000)

@@ -127,7 +127,10 @@ class NAIS(Attack):
                 table.append({"t_inject": t, "stride": stride, "statistic": statistic, "calibration_auc": auc})
         best = max(table, key=lambda row: row["calibration_auc"])
         self.settings = dataclasses.replace(
-            self.config, t_inject=best["t_inject"], stride=best["stride"], statistic=best["statistic"],
+            self.config,
+            t_inject=best["t_inject"],
+            stride=best["stride"],
+            statistic=best["statistic"],
             noise="schedule",
         )
         return {"chosen": best, "candidates": len(table)}

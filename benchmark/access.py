@@ -157,7 +157,7 @@ class BlackBoxAccess(_View):
         noise = torch.randn(images.shape, generator=generator).to(images.device)
         x = self._gray.add_noise(images, noise, t)
         grid = [round(t * (steps - i) / steps) for i in range(steps + 1)]
-        for t_from, t_to in zip(grid[:-1], grid[1:]):
+        for t_from, t_to in zip(grid[:-1], grid[1:], strict=True):
             eps = self._gray.predict_noise(x, t_from)
             x = self._gray.ddim_step(x.to(eps.device), t_from, t_to, eps)
         return x

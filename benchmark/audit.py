@@ -22,6 +22,7 @@ from benchmark.render import write_outputs
 from benchmark.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
 from benchmark.scoring import run_attack
 from benchmark.suite import Component, Scoring
+from benchmark.utility import measure_utility
 
 
 def default_attacks() -> list[str]:
@@ -32,13 +33,21 @@ def _hold_out(images: torch.Tensor, fraction: float, rng: np.random.Generator) -
     order = rng.permutation(len(images))
     n_cal = int(round(len(images) * fraction))
     if fraction > 0 and (n_cal < 1 or len(images) - n_cal < 1):
-        raise BenchmarkError("too few images to hold some out for calibration; add images or pass --calibration-fraction 0")
+        raise BenchmarkError(
+            "too few images to hold some out for calibration; add images or pass --calibration-fraction 0"
+        )
     return images[order[n_cal:]], images[order[:n_cal]]
 
 
 def run_audit(
-    model_dir: Path, members_dir: Path, nonmembers_dir: Path, attack_names: list[str], out: Path,
-    calibration_fraction: float = 0.25, seed: int = 0, scoring: Scoring | None = None,
+    model_dir: Path,
+    members_dir: Path,
+    nonmembers_dir: Path,
+    attack_names: list[str],
+    out: Path,
+    calibration_fraction: float = 0.25,
+    seed: int = 0,
+    scoring: Scoring | None = None,
 ) -> list[dict]:
     scoring = scoring or Scoring()
     if not 0 <= calibration_fraction < 1:
@@ -50,6 +59,7 @@ def run_audit(
     shape = trained.model.sample_shape
     members, member_files = load_image_folder(members_dir, shape)
     nonmembers, nonmember_files = load_image_folder(nonmembers_dir, shape)
+    utility = measure_utility(trained.model, members, nonmembers)
     rng = np.random.default_rng(seed)
     members, cal_members = _hold_out(members, calibration_fraction, rng)
     nonmembers, cal_nonmembers = _hold_out(nonmembers, calibration_fraction, rng)
@@ -57,8 +67,14 @@ def run_audit(
     labels = np.r_[np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)]
     cal_images = torch.cat([cal_members, cal_nonmembers])
     cal_labels = np.r_[np.ones(len(cal_members), dtype=np.int64), np.zeros(len(cal_nonmembers), dtype=np.int64)]
-    split_sha = sha256_json({"members": member_files, "nonmembers": nonmember_files, "seed": seed,
-                             "calibration_fraction": calibration_fraction})
+    split_sha = sha256_json(
+        {
+            "members": member_files,
+            "nonmembers": nonmember_files,
+            "seed": seed,
+            "calibration_fraction": calibration_fraction,
+        }
+    )
     store = ResultStore(out)
     cards = []
     for name in attack_names or default_attacks():
@@ -78,9 +94,15 @@ def run_audit(
             "n_members": len(members),
             "n_nonmembers": len(nonmembers),
             "n_calibration": len(cal_labels),
-            "utility": {},
-            "config_hash": sha256_json({"audit": split_sha, "target": trained.target_hash,
-                                        "attack": component.description, "scoring": scoring.__dict__}),
+            "utility": utility,
+            "config_hash": sha256_json(
+                {
+                    "audit": split_sha,
+                    "target": trained.target_hash,
+                    "attack": component.description,
+                    "scoring": scoring.__dict__,
+                }
+            ),
             "versions": software_versions(),
             "device": str(runtime.device()),
             "provenance": "audit",

@@ -45,12 +45,12 @@ class Cache:
             final.parent.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
         except OSError as error:
-            raise BenchmarkError(f"cannot write the cache at {self.root} ({error.strerror}); pass --cache DIR") from None
+            raise BenchmarkError(
+                f"cannot write the cache at {self.root} ({error.strerror}); pass --cache DIR"
+            ) from None
         try:
             metadata = build(work)
-            files = {
-                str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()
-            }
+            files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()}
             manifest = {"key": key, "files": files, "metadata": metadata}
             (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             os.replace(work, final)

@@ -54,8 +54,7 @@ def bootstrap_intervals(
     draws = weighted_curve_metrics(labels, scores, weights)
     tail = (1 - level) / 2 * 100
     return {
-        f"{name}_ci": [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
-        for name, v in draws.items()
+        f"{name}_ci": [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] for name, v in draws.items()
     }
 
 

@@ -55,7 +55,7 @@ def seed_summary(cards: list[dict]) -> pd.DataFrame:
     out = pd.DataFrame(index=summary.index)
     for _, title in METRICS:
         mean, std = summary[(title, "mean")], summary[(title, "std")].fillna(0.0)
-        out[title] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)]
+        out[title] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std, strict=True)]
     out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()
 
@@ -77,13 +77,22 @@ def leaderboard_markdown(cards: list[dict], plots: list[str]) -> str:
         lines.append(group.drop(columns=GROUP).to_markdown(index=False))
         lines.append("")
     if len({c["seed"] for c in cards}) > 1:
-        lines += ["## Across seeds (mean ± std over target retrains)", "", seed_summary(cards).to_markdown(index=False), ""]
+        lines += [
+            "## Across seeds (mean ± std over target retrains)",
+            "",
+            seed_summary(cards).to_markdown(index=False),
+            "",
+        ]
     lines += ["## Provenance", ""]
     provenance = pd.DataFrame(
         [
             {
-                "dataset": c["dataset"], "target": c["target"], "defense": c["defense"], "seed": c["seed"],
-                "split_sha256": c["split_sha256"][:16], "target_hash": c["target_hash"][:16],
+                "dataset": c["dataset"],
+                "target": c["target"],
+                "defense": c["defense"],
+                "seed": c["seed"],
+                "split_sha256": c["split_sha256"][:16],
+                "target_hash": c["target_hash"][:16],
                 "provenance": c["provenance"],
             }
             for c in cards
@@ -134,14 +143,21 @@ def print_table(cards: list[dict]) -> None:
     console = Console()
     groups: dict[str, list[dict]] = {}
     for card in cards:
-        groups.setdefault(f"{card['dataset']} / {card['target']} / {card['defense']} / seed {card['seed']}", []).append(card)
+        groups.setdefault(f"{card['dataset']} / {card['target']} / {card['defense']} / seed {card['seed']}", []).append(
+            card
+        )
     for title, group in groups.items():
         table = Table(title=title)
         for column in ("attack", "threat model", "AUC", "ASR", "TPR@1%", "TPR@0.1%", "queries"):
             table.add_column(column, justify="left" if column in ("attack", "threat model") else "right")
         for c in group:
             table.add_row(
-                c["attack"], c["threat_model"], f"{c['auc']:.3f}", f"{c['asr']:.3f}", f"{c['tpr_at_1pct_fpr']:.3f}",
-                f"{c['tpr_at_0_1pct_fpr']:.3f}", f"{c['queries_per_sample']:g}",
+                c["attack"],
+                c["threat_model"],
+                f"{c['auc']:.3f}",
+                f"{c['asr']:.3f}",
+                f"{c['tpr_at_1pct_fpr']:.3f}",
+                f"{c['tpr_at_0_1pct_fpr']:.3f}",
+                f"{c['queries_per_sample']:g}",
             )
         console.print(table)

@@ -35,8 +35,9 @@ def target_key(dataset: Component, split_sha256: str, target: Component, defense
     }
 
 
-def cell_hash(suite: Suite, dataset: Component, target: Component, defense: Component, attack: Component,
-              seed: int) -> str:
+def cell_hash(
+    suite: Suite, dataset: Component, target: Component, defense: Component, attack: Component, seed: int
+) -> str:
     """Everything that changes a cell's numbers; equal hashes mean a finished cell can be reused."""
     return sha256_json(
         {
@@ -66,8 +67,10 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
             cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
             for target_spec in suite.targets:
                 for defense_spec in suite.defenses:
-                    hashes = {a.label: cell_hash(suite, dataset_spec, target_spec, defense_spec, a, seed)
-                              for a in suite.attacks}
+                    hashes = {
+                        a.label: cell_hash(suite, dataset_spec, target_spec, defense_spec, a, seed)
+                        for a in suite.attacks
+                    }
                     planned.update(hashes.values())
                     pending = [a for a in suite.attacks if not store.has(hashes[a.label])]
                     done += len(suite.attacks) - len(pending)
@@ -83,8 +86,14 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
                     )
                     for attack_spec in pending:
                         result, arrays = run_attack(
-                            attack_spec, trained.model, eval_images, eval_labels, cal_images, cal_labels,
-                            seed, suite.scoring,
+                            attack_spec,
+                            trained.model,
+                            eval_images,
+                            eval_labels,
+                            cal_images,
+                            cal_labels,
+                            seed,
+                            suite.scoring,
                         )
                         card = {
                             "schema_version": CARD_SCHEMA_VERSION,

@@ -73,7 +73,7 @@ def make_split(images: torch.Tensor, sizes: SplitSizes, seed: int) -> Split:
         )
     order = np.random.default_rng(seed).permutation(len(images))
     cuts = np.cumsum([0, *blocks])
-    parts = [np.sort(order[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [np.sort(order[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     members, nonmembers, cal_members, cal_nonmembers = parts[:4]
     trained_members = parts[4] if sizes.null else members
     training = np.sort(np.concatenate([trained_members, cal_members]))

@@ -23,9 +23,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(file.fileno())
         os.replace(temp, path)
     except OSError as error:
-        raise BenchmarkError(
-            f"cannot write {path} ({error.strerror}); choose a writable folder with --out"
-        ) from None
+        raise BenchmarkError(f"cannot write {path} ({error.strerror}); choose a writable folder with --out") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

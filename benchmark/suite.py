@@ -72,7 +72,18 @@ REGISTRIES: dict[str, Registry] = {
     "defenses": DEFENSES,
     "attacks": ATTACKS,
 }
-TOP_LEVEL = {"name", "version", "description", "datasets", "targets", "defenses", "attacks", "seeds", "split", "scoring"}
+TOP_LEVEL = {
+    "name",
+    "version",
+    "description",
+    "datasets",
+    "targets",
+    "defenses",
+    "attacks",
+    "seeds",
+    "split",
+    "scoring",
+}
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
 
 

@@ -90,8 +90,10 @@ def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     images = suite.datasets[0].instantiate().load()
     split = make_split(images, suite.split, 0)
     key = target_key(suite.datasets[0], split.sha256, suite.targets[0], suite.defenses[0])
-    trained = suite.targets[0].instantiate().obtain(
-        images[split.training], suite.defenses[0].instantiate(), 0, Cache(cache_dir, log=lambda _: None), key
+    trained = (
+        suite.targets[0]
+        .instantiate()
+        .obtain(images[split.training], suite.defenses[0].instantiate(), 0, Cache(cache_dir, log=lambda _: None), key)
     )
     eval_images, labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])

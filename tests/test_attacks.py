@@ -83,9 +83,7 @@ def test_nais_noise_readings_pick_the_documented_timesteps(tiny_world):
 
 def test_nais_cal_chooses_on_calibration_only_and_reports_it(tiny_world):
     attack = make_attack("nais_cal")
-    chosen = attack.calibrate(
-        GrayBoxAccess(tiny_world.model), tiny_world.cal_images, tiny_world.cal_labels, context(1)
-    )
+    chosen = attack.calibrate(GrayBoxAccess(tiny_world.model), tiny_world.cal_images, tiny_world.cal_labels, context(1))
     assert chosen["candidates"] == 17 * len(STATISTICS)
     assert attack.settings.t_inject == chosen["chosen"]["t_inject"]
     assert attack.settings.statistic == chosen["chosen"]["statistic"]

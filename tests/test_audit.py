@@ -1,0 +1,147 @@
+"""``audit`` on model folders written by plain diffusers code, with image folders of another size."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from benchmark.cli import main
+
+
+def _digits(n_members: int, n_nonmembers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(load_digits().images[: n_members + n_nonmembers]).float().unsqueeze(1) / 8 - 1
+    return images[:n_members], images[n_members:]
+
+
+@pytest.fixture(scope="module")
+def plain_model(tmp_path_factory):
+    """A UNet trained by a bare diffusers loop (not the harness) on 24 digits, saved two ways."""
+    root = tmp_path_factory.mktemp("plain")
+    members, nonmembers = _digits(24, 24)
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    for _ in range(300):
+        noise = torch.randn_like(members)
+        t = torch.randint(0, 1000, (len(members),))
+        loss = F.mse_loss(unet(scheduler.add_noise(members, noise, t), t).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    DDPMPipeline(unet=unet.eval(), scheduler=scheduler).save_pretrained(root / "pipeline")
+    unet.save_pretrained(root / "bare" / "unet")
+    scheduler.save_pretrained(root / "bare" / "scheduler")
+    for name, images in (("members", members), ("nonmembers", nonmembers)):
+        (root / name).mkdir()
+        for i, image in enumerate(images):
+            pixels = ((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)
+            # saved larger and in RGB: the audit converts to the model's 1 channel and 8×8
+            Image.fromarray(pixels).resize((20, 20), Image.NEAREST).convert("RGB").save(root / name / f"{i:03}.png")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["pipeline", "bare/unet"])
+def test_audit_on_a_plain_diffusers_folder(plain_model, tmp_path, layout):
+    out = tmp_path / "audit"
+    code = main(
+        [
+            "audit",
+            "--model",
+            str(plain_model / layout),
+            "--members",
+            str(plain_model / "members"),
+            "--nonmembers",
+            str(plain_model / "nonmembers"),
+            "--attack",
+            "loss",
+            "--attack",
+            "pia",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    cards = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [c["attack"] for c in cards] == ["loss", "pia"]
+    assert all(c["n_members"] == 18 and c["n_nonmembers"] == 18 and c["n_calibration"] == 12 for c in cards)
+    assert cards[1]["queries_per_sample"] == 2
+    assert max(c["auc"] for c in cards) > 0.6
+    assert (out / "LEADERBOARD.md").exists()
+
+
+def test_audit_defaults_to_every_gray_box_attack(plain_model, tmp_path):
+    out = tmp_path / "audit"
+    assert (
+        main(
+            [
+                "audit",
+                "--model",
+                str(plain_model / "pipeline"),
+                "--members",
+                str(plain_model / "members"),
+                "--nonmembers",
+                str(plain_model / "nonmembers"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    attacks = {json.loads(line)["attack"] for line in (out / "results.jsonl").read_text().splitlines()}
+    assert {"nais", "nais_cal", "loss", "pia"} <= attacks
+
+
+def test_audit_refuses_pickle_only_checkpoints(plain_model, tmp_path, capsys):
+    folder = tmp_path / "pickled"
+    UNet2DModel.from_pretrained(plain_model / "bare" / "unet").save_pretrained(folder, safe_serialization=False)
+    DDPMScheduler.from_pretrained(plain_model / "bare" / "scheduler").save_pretrained(folder)
+    code = main(
+        [
+            "audit",
+            "--model",
+            str(folder),
+            "--members",
+            str(plain_model / "members"),
+            "--nonmembers",
+            str(plain_model / "nonmembers"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2
+    assert "pickled checkpoints" in capsys.readouterr().err
+
+
+def test_audit_needs_a_scheduler(plain_model, tmp_path, capsys):
+    folder = tmp_path / "lonely"
+    UNet2DModel.from_pretrained(plain_model / "bare" / "unet").save_pretrained(folder)
+    code = main(
+        [
+            "audit",
+            "--model",
+            str(folder),
+            "--members",
+            str(plain_model / "members"),
+            "--nonmembers",
+            str(plain_model / "nonmembers"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2
+    assert "no scheduler_config.json" in capsys.readouterr().err

@@ -1,13 +1,18 @@
-"""Loss attack (Matsumoto et al. 2023; PIA's "NA" defaults): one noise draw at t=200, 1 query."""
+"""Loss attack (Matsumoto et al. 2023; PIA's "NA" defaults): one noise draw at t=200, 1 query.
+
+``loss_cal`` picks t on the calibration split instead (the Goldilocks zone moves with the target).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from benchmark.access import GrayBoxAccess, ThreatModel
+from benchmark.calibration import choose_by_auc
 from benchmark.interfaces import Attack, AttackContext
 from benchmark.registry import ATTACKS
 
@@ -15,14 +20,35 @@ from benchmark.registry import ATTACKS
 @dataclass
 class LossConfig:
     t: int = 200
+    search_t: tuple[int, ...] = ()
 
 
 @ATTACKS.register("loss", "denoising loss ‖ε − ε_θ(x_t, t)‖² for one noise draw at t=200 (1 query)")
+@ATTACKS.register(
+    "loss_cal",
+    "loss attack with t chosen on the calibration split (1 query)",
+    search_t=(10, 25, 50, 100, 150, 200, 300, 400, 600),
+)
 class LossAttack(Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = LossConfig
 
+    def __init__(self, config: LossConfig) -> None:
+        super().__init__(config)
+        self.settings = config
+
+    def _scores(self, access: GrayBoxAccess, images: torch.Tensor, t: int, noise: torch.Tensor) -> np.ndarray:
+        predicted = access.predict_noise(access.add_noise(images, noise, t), t).cpu()
+        return -((predicted - noise) ** 2).flatten(1).sum(1).double().numpy()
+
+    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.config.search_t:
+            return {}
+        noise = torch.randn(images.shape, generator=ctx.generator)
+        t, table = choose_by_auc(self.config.search_t, lambda t: self._scores(access, images, t, noise), labels)
+        self.settings = dataclasses.replace(self.config, t=t)
+        return {"chosen": {"t": t}, "table": table}
+
     def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         noise = torch.randn(images.shape, generator=ctx.generator)
-        predicted = access.predict_noise(access.add_noise(images, noise, self.config.t), self.config.t).cpu()
-        return -((predicted - noise) ** 2).flatten(1).sum(1).double().numpy()
+        return self._scores(access, images, self.settings.t, noise)

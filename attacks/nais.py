@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from benchmark.access import GrayBoxAccess, ThreatModel
+from benchmark.calibration import choose_by_auc
 from benchmark.errors import BenchmarkError
 from benchmark.interfaces import Attack, AttackContext
 from benchmark.registry import ATTACKS
@@ -80,6 +80,11 @@ def aggregation_score(predictions: torch.Tensor, statistic: str, delta: float) -
     "NAIS with injection t, stride and statistic chosen on the calibration split",
     search=True,
 )
+@ATTACKS.register("nais_l1", "NAIS with the L1 average distance (Eq. 14), paper's other settings", statistic="l1")
+@ATTACKS.register("nais_centroid", "NAIS with the centroid distance (Eq. 16)", statistic="centroid")
+@ATTACKS.register(
+    "nais_density", "NAIS with the average density (Eq. 17), higher density = member", statistic="density"
+)
 class NAIS(Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = NAISConfig
@@ -116,24 +121,30 @@ class NAIS(Attack):
         if not self.config.search:
             return {}
         noise = torch.randn(images.shape, generator=ctx.generator)
-        table = []
-        for t, stride in itertools.product(self.config.search_t_inject, self.config.search_stride):
-            if t - (self.config.k - 1) * stride < 0:
-                continue
-            candidate = dataclasses.replace(self.config, t_inject=t, stride=stride, noise="schedule")
-            found = self.predictions(access, images, noise, candidate)
-            for statistic in STATISTICS:
-                auc = roc_auc_score(labels, aggregation_score(found, statistic, self.config.delta))
-                table.append({"t_inject": t, "stride": stride, "statistic": statistic, "calibration_auc": auc})
-        best = max(table, key=lambda row: row["calibration_auc"])
+        paths = [
+            (t, stride)
+            for t, stride in itertools.product(self.config.search_t_inject, self.config.search_stride)
+            if t - (self.config.k - 1) * stride >= 0
+        ]
+        found: dict[tuple[int, int], torch.Tensor] = {}
+
+        def scores_for(candidate: tuple[int, int, str]) -> np.ndarray:
+            t, stride, statistic = candidate
+            if (t, stride) not in found:  # one set of k queries per path serves every statistic
+                settings = dataclasses.replace(self.config, t_inject=t, stride=stride, noise="schedule")
+                found[(t, stride)] = self.predictions(access, images, noise, settings)
+            return aggregation_score(found[(t, stride)], statistic, self.config.delta)
+
+        candidates = [(t, stride, statistic) for t, stride in paths for statistic in STATISTICS]
+        (t, stride, statistic), table = choose_by_auc(candidates, scores_for, labels)
         self.settings = dataclasses.replace(
-            self.config,
-            t_inject=best["t_inject"],
-            stride=best["stride"],
-            statistic=best["statistic"],
-            noise="schedule",
+            self.config, t_inject=t, stride=stride, statistic=statistic, noise="schedule"
         )
-        return {"chosen": best, "candidates": len(table)}
+        best = max(row["calibration_auc"] for row in table)
+        return {
+            "chosen": {"t_inject": t, "stride": stride, "statistic": statistic, "calibration_auc": best},
+            "candidates": len(table),
+        }
 
     def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         noise = torch.randn(images.shape, generator=ctx.generator)

@@ -132,13 +132,34 @@ class GrayBoxAccess(_View):
 
 
 class WhiteBoxAccess(GrayBoxAccess):
-    """Gray-box plus the module itself, for attacks that need parameters or gradients."""
+    """Gray-box plus gradients of the denoising loss with respect to the parameters.
+
+    The module itself stays hidden so that forward and backward passes are both counted.
+    """
 
     threat_model = ThreatModel.WHITE_BOX
 
-    @property
-    def module(self) -> torch.nn.Module:
-        return self._model.unet
+    def loss_gradient_norms(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+        """ℓ2 norm of ∇_θ per parameter tensor of one image's denoising loss averaged over ``timesteps``.
+
+        ``x0`` is one image (C, H, W), ``noise`` one draw per timestep (K, C, H, W). All K noised
+        copies go through one batched forward (K counted passes) and one backward (1 counted pass).
+        """
+        self._check_timestep(torch.tensor(timesteps))
+        unet = self._model.unet
+        t = torch.tensor(timesteps, device=self.device)
+        clean = x0.to(self.device).expand(len(timesteps), *x0.shape)
+        noise = noise.to(self.device)
+        noisy = self._model.scheduler.add_noise(clean, noise, t)
+        unet.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss = ((unet(noisy, t).sample - noise) ** 2).mean()
+            loss.backward()
+        self.counter.forward_passes += len(timesteps)
+        self.counter.backward_passes += 1
+        norms = torch.stack([p.grad.norm() if p.grad is not None else p.new_zeros(()) for p in unet.parameters()])
+        unet.zero_grad(set_to_none=True)
+        return norms.detach().cpu()
 
 
 class BlackBoxAccess(_View):

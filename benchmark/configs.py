@@ -38,6 +38,12 @@ def _check_type(where: str, key: str, value: Any, annotation: Any) -> Any:
         item_type = args[0] if args else Any
         items = [_check_type(where, key, item, item_type) for item in value]
         return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise BenchmarkError(f"{where}: '{key}' should be a mapping of {annotation.__name__} parameters")
+        return build_config(annotation, f"{where}: {key}", value)
     if annotation is Any:
         return value
     if annotation is bool:

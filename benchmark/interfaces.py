@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -13,10 +14,25 @@ from benchmark.access import DiffusionModel, ThreatModel
 
 
 @dataclass
+class Shadow:
+    """A model trained by the harness with the target's recipe on data disjoint from the target's split."""
+
+    access: Any
+    members: torch.Tensor
+    nonmembers: torch.Tensor
+
+
+@dataclass
 class AttackContext:
-    """What an attack may use besides its access view: a seeded generator for every random draw."""
+    """What an attack may use besides its access view.
+
+    ``generator`` seeds every random draw. ``shadows(n)`` trains (or loads from the cache) n shadow
+    targets with access of the attack's own threat model; it is None where no shadow data exists
+    (``audit`` on a stranger's model).
+    """
 
     generator: torch.Generator
+    shadows: Callable[[int], list[Shadow]] | None = None
 
 
 class Attack(abc.ABC):

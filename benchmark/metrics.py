@@ -42,16 +42,21 @@ def weighted_curve_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.n
     return result
 
 
+def stratified_resample_weights(labels: np.ndarray, seed: int, resamples: int) -> np.ndarray:
+    """Draw counts of each image in each bootstrap resample; members and non-members separately."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((resamples, len(labels)))
+    for cls in (0, 1):
+        chosen = np.flatnonzero(labels == cls)
+        weights[:, chosen] = rng.multinomial(len(chosen), np.full(len(chosen), 1 / len(chosen)), size=resamples)
+    return weights
+
+
 def bootstrap_intervals(
     labels: np.ndarray, scores: np.ndarray, seed: int, resamples: int = 1000, level: float = 0.95
 ) -> dict[str, list[float]]:
     """Percentile intervals, resampling members and non-members separately (sizes stay fixed)."""
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((resamples, len(labels)))
-    for cls in (0, 1):
-        members = np.flatnonzero(labels == cls)
-        weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=resamples)
-    draws = weighted_curve_metrics(labels, scores, weights)
+    draws = weighted_curve_metrics(labels, scores, stratified_resample_weights(labels, seed, resamples))
     tail = (1 - level) / 2 * 100
     return {
         f"{name}_ci": [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] for name, v in draws.items()
@@ -89,3 +94,17 @@ def evaluate(
         threshold = calibrated_threshold(cal_labels, cal_scores)
         result["calibrated_threshold"] = {"threshold": threshold, **rates_at(labels, scores, threshold)}
     return result
+
+
+def paired_auc_difference(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, seed: int, resamples: int = 1000
+) -> dict[str, float | list[float] | bool]:
+    """AUC(a) − AUC(b) on the same images, with a paired bootstrap (same resamples for both)."""
+    weights = stratified_resample_weights(labels, seed, resamples)
+    draws = (
+        weighted_curve_metrics(labels, scores_a, weights)["auc"]
+        - weighted_curve_metrics(labels, scores_b, weights)["auc"]
+    )
+    low, high = float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+    difference = point_metrics(labels, scores_a)["auc"] - point_metrics(labels, scores_b)["auc"]
+    return {"difference": difference, "ci": [low, high], "significant": bool(low > 0 or high < 0)}

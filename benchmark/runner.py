@@ -10,12 +10,13 @@ import torch
 
 from benchmark import runtime
 from benchmark.cache import Cache
+from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_json
 from benchmark.progress import console
 from benchmark.render import write_outputs
 from benchmark.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
 from benchmark.scoring import run_attack
-from benchmark.splits import make_split
+from benchmark.splits import Split, make_split
 from benchmark.suite import Component, Suite
 from benchmark.utility import measure_utility
 
@@ -33,6 +34,43 @@ def target_key(dataset: Component, split_sha256: str, target: Component, defense
         "target": target.description["config"] | {"name": target.name},
         "defense": defense.description,
     }
+
+
+def shadow_provider(
+    images: torch.Tensor,
+    split: Split,
+    dataset: Component,
+    target: Component,
+    defense: Component,
+    seed: int,
+    cache: Cache,
+):
+    """Shadow targets for attacks that learn from them (GSA): the target's recipe on disjoint data.
+
+    Shadow members and non-members are drawn from the images no block of the split uses, each
+    shadow its own seeded draw of the same size as the target's training set; shadows are cached
+    like targets.
+    """
+    used = np.concatenate(list(split.indices().values()))
+    pool = np.setdiff1d(np.arange(len(images)), used)
+    size = len(split.training)
+
+    def shadows(n: int) -> list[tuple]:
+        if 2 * size > len(pool):
+            raise BenchmarkError(
+                f"shadow targets need {2 * size} images outside the split but only {len(pool)} are left; "
+                "lower the split sizes"
+            )
+        models = []
+        for index in range(n):
+            order = np.random.default_rng([seed, index, 0x5AD0]).permutation(pool)
+            members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
+            key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
+            trained = target.instantiate().obtain(images[members], defense.instantiate(), seed, cache, key)
+            models.append((trained.model, images[members], images[nonmembers]))
+        return models
+
+    return shadows
 
 
 def cell_hash(
@@ -94,6 +132,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
                             cal_labels,
                             seed,
                             suite.scoring,
+                            shadow_provider(images, split, dataset_spec, target_spec, defense_spec, seed, cache),
                         )
                         card = {
                             "schema_version": CARD_SCHEMA_VERSION,

@@ -7,6 +7,7 @@ both report identical fields.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -14,9 +15,11 @@ import torch
 from benchmark.access import DiffusionModel, make_access
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_json
-from benchmark.interfaces import AttackContext
+from benchmark.interfaces import AttackContext, Shadow
 from benchmark.metrics import evaluate
 from benchmark.suite import Component, Scoring
+
+ShadowProvider = Callable[[int], list[tuple[DiffusionModel, torch.Tensor, torch.Tensor]]]
 
 
 def seeded_generator(*parts: object) -> torch.Generator:
@@ -33,14 +36,25 @@ def run_attack(
     cal_labels: np.ndarray,
     seed: int,
     scoring: Scoring,
+    shadow_models: ShadowProvider | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     attack = component.instantiate()
     access = make_access(model, attack.threat_model, scoring.batch_size)
+    shadows = None
+    if shadow_models is not None:
+
+        def shadows(n: int) -> list[Shadow]:
+            """Shadow targets behind the attack's own threat model, with their own (uncounted) counters."""
+            return [
+                Shadow(make_access(m, attack.threat_model, scoring.batch_size), members, nonmembers)
+                for m, members, nonmembers in shadow_models(n)
+            ]
+
     calibration: dict = {}
     cal_scores = np.empty(0)
     if len(cal_images):
         calibration = attack.calibrate(
-            access, cal_images, cal_labels, AttackContext(seeded_generator(seed, component.label, "calibrate"))
+            access, cal_images, cal_labels, AttackContext(seeded_generator(seed, component.label, "calibrate"), shadows)
         )
         cal_scores = _checked(
             attack.score(access, cal_images, AttackContext(seeded_generator(seed, component.label, "cal-score"))),
@@ -64,6 +78,7 @@ def run_attack(
             "attack": component.label,
             "attack_name": component.name,
             "attack_config": component.description["config"],
+            "budget": component.budget,
             "calibration": calibration,
             "threat_model": attack.threat_model.value,
             "queries_per_sample": queries,

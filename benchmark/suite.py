@@ -29,6 +29,7 @@ class Component:
     name: str
     label: str
     config: Any
+    budget: dict | None = None
 
     def instantiate(self) -> Any:
         return REGISTRIES[self.registry].get(self.name).cls(self.config)
@@ -83,6 +84,7 @@ TOP_LEVEL = {
     "seeds",
     "split",
     "scoring",
+    "budget",
 }
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
 
@@ -146,11 +148,32 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         datasets=_components(raw, "datasets", where),
         targets=_components(raw, "targets", where),
         defenses=_components({"defenses": raw.get("defenses", ["none"])}, "defenses", where),
-        attacks=_components(raw, "attacks", where),
+        attacks=_components(raw, "attacks", where) + _budget(raw.get("budget") or [], where),
         seeds=list(dict.fromkeys(seeds)),
         split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
     )
+
+
+def _budget(sweeps: Any, where: str) -> list[Component]:
+    """Expand ``budget: [{attack, param, values}]`` into one attack component per value.
+
+    Each point is an ordinary cell with its own card; ``budget`` on the card says which knob it
+    turned, so the renderer can draw AUC against measured queries.
+    """
+    if not isinstance(sweeps, list):
+        raise BenchmarkError(f"{where}: 'budget' must be a list of {{attack, param, values}} mappings")
+    components = []
+    for sweep in sweeps:
+        if not isinstance(sweep, dict) or set(sweep) != {"attack", "param", "values"} or not sweep["values"]:
+            raise BenchmarkError(f"{where}: each budget entry needs exactly 'attack', 'param' and non-empty 'values'")
+        entry = ATTACKS.get(str(sweep["attack"]))
+        for value in sweep["values"]:
+            label = f"{entry.name}@{sweep['param']}={value}"
+            config = build_config(entry.cls.Config, f"{where}: budget '{label}'", entry.preset, {sweep["param"]: value})
+            budget = {"attack": entry.name, "param": sweep["param"], "value": value}
+            components.append(Component("attacks", entry.name, label, config, budget))
+    return components
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:

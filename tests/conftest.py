@@ -78,23 +78,23 @@ class TinyWorld:
     labels: np.ndarray
     cal_images: torch.Tensor
     cal_labels: np.ndarray
+    shadow_models: object
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     """The trained tiny target (a cache hit after ``tiny_run``) and its evaluation images."""
-    from benchmark.runner import labelled, target_key
+    from benchmark.runner import labelled, shadow_provider, target_key
     from benchmark.splits import make_split
 
     suite = make_suite(tiny_suite_dict())
     images = suite.datasets[0].instantiate().load()
     split = make_split(images, suite.split, 0)
     key = target_key(suite.datasets[0], split.sha256, suite.targets[0], suite.defenses[0])
-    trained = (
-        suite.targets[0]
-        .instantiate()
-        .obtain(images[split.training], suite.defenses[0].instantiate(), 0, Cache(cache_dir, log=lambda _: None), key)
-    )
+    cache = Cache(cache_dir, log=lambda _: None)
+    defense = suite.defenses[0].instantiate()
+    trained = suite.targets[0].instantiate().obtain(images[split.training], defense, 0, cache, key)
+    shadows = shadow_provider(images, split, suite.datasets[0], suite.targets[0], suite.defenses[0], 0, cache)
     eval_images, labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
-    return TinyWorld(trained.model, eval_images, labels, cal_images, cal_labels)
+    return TinyWorld(trained.model, eval_images, labels, cal_images, cal_labels, shadows)

@@ -49,8 +49,13 @@ def test_black_box_offers_only_variations(model):
     assert access.counter.forward_passes == 8
 
 
-def test_white_box_exposes_the_module(model):
-    assert WhiteBoxAccess(model).module is model.unet
+def test_white_box_gradients_are_counted_forward_and_backward(model):
+    access = WhiteBoxAccess(model)
+    norms = access.loss_gradient_norms(torch.randn(1, 8, 8), torch.randn(3, 1, 8, 8), [10, 100, 500])
+    assert norms.shape == (len(list(model.unet.parameters())),)
+    assert (norms > 0).any() and torch.isfinite(norms).all()
+    assert (access.counter.forward_passes, access.counter.backward_passes) == (3, 1)
+    assert all(p.grad is None for p in model.unet.parameters())
 
 
 def test_ddim_step_inverts_itself_with_a_shared_prediction(model):

@@ -6,12 +6,30 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from attacks.nais import STATISTICS, aggregation_score
-from benchmark.access import GrayBoxAccess
+from benchmark.access import GrayBoxAccess, make_access
 from benchmark.configs import build_config
-from benchmark.interfaces import AttackContext
+from benchmark.interfaces import AttackContext, Shadow
 from benchmark.registry import ATTACKS
 
-EXPECTED_QUERIES = {"loss": 1, "pia": 2, "nais": 5, "nais_cal": 5}
+# (forward, backward) passes per sample, as each paper specifies them
+EXPECTED_PASSES = {
+    "loss": (1, 0),
+    "loss_cal": (1, 0),
+    "pia": (2, 0),
+    "pian": (2, 0),
+    "nais": (5, 0),
+    "nais_cal": (5, 0),
+    "nais_l1": (5, 0),
+    "nais_centroid": (5, 0),
+    "nais_density": (5, 0),
+    "sima": (1, 0),
+    "sima_mc": (10, 0),
+    "secmi": (11, 0),
+    "secmi_nn": (11, 0),
+    "rediffuse": (20, 0),
+    "rediffuse_nn": (20, 0),
+    "gsa": (10, 1),
+}
 
 
 def make_attack(name: str, **params):
@@ -19,37 +37,60 @@ def make_attack(name: str, **params):
     return entry.cls(build_config(entry.cls.Config, name, entry.preset, params))
 
 
-def context(seed: int = 0) -> AttackContext:
-    return AttackContext(torch.Generator().manual_seed(seed))
+def context(seed: int = 0, shadows=None) -> AttackContext:
+    return AttackContext(torch.Generator().manual_seed(seed), shadows)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_QUERIES))
-def test_overfit_target_scores_members_higher(tiny_world, name):
-    attack = make_attack(name)
-    access = GrayBoxAccess(tiny_world.model)
-    attack.calibrate(access, tiny_world.cal_images, tiny_world.cal_labels, context(1))
+def calibrated(world, name: str, **params):
+    """The attack calibrated as the harness would, and a fresh access view of its threat model."""
+    attack = make_attack(name, **params)
+    access = make_access(world.model, attack.threat_model)
+
+    def shadows(n):
+        return [Shadow(make_access(m, attack.threat_model), a, b) for m, a, b in world.shadow_models(n)]
+
+    attack.calibrate(access, world.cal_images, world.cal_labels, context(1, shadows))
+    access.counter.reset()
+    return attack, access
+
+
+def test_every_registered_attack_has_an_expected_cost():
+    assert {entry.name for entry in ATTACKS.entries()} == set(EXPECTED_PASSES)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PASSES))
+def test_overfit_target_scores_members_higher_at_the_specified_cost(tiny_world, name):
+    attack, access = calibrated(tiny_world, name)
     scores = attack.score(access, tiny_world.images, context())
     assert roc_auc_score(tiny_world.labels, scores) > 0.65
+    n = len(tiny_world.images)
+    assert (access.counter.forward_passes, access.counter.backward_passes) == tuple(
+        count * n for count in EXPECTED_PASSES[name]
+    )
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_QUERIES))
-def test_queries_counted_by_the_adapter(tiny_world, name):
-    attack = make_attack(name)
-    access = GrayBoxAccess(tiny_world.model)
-    attack.calibrate(access, tiny_world.cal_images, tiny_world.cal_labels, context(1))
-    access.counter.reset()
-    attack.score(access, tiny_world.images, context())
-    assert access.counter.forward_passes == EXPECTED_QUERIES[name] * len(tiny_world.images)
+def test_gsa2_backpropagates_every_timestep(tiny_world):
+    attack, access = calibrated(tiny_world, "gsa", variant="gsa2")
+    scores = attack.score(access, tiny_world.images, context())
+    assert roc_auc_score(tiny_world.labels, scores) > 0.65
+    n = len(tiny_world.images)
+    assert (access.counter.forward_passes, access.counter.backward_passes) == (10 * n, 10 * n)
 
 
-@pytest.mark.parametrize("name", ["loss", "nais"])
-def test_same_seed_same_scores_other_seed_other_scores(tiny_world, name):
-    access = GrayBoxAccess(tiny_world.model)
-    first = make_attack(name).score(access, tiny_world.images[:20], context(5))
-    again = make_attack(name).score(access, tiny_world.images[:20], context(5))
-    other = make_attack(name).score(access, tiny_world.images[:20], context(6))
-    np.testing.assert_array_equal(first, again)
-    assert not np.allclose(first, other)
+@pytest.mark.parametrize("name", sorted(EXPECTED_PASSES))
+def test_same_seed_same_scores(tiny_world, name):
+    runs = []
+    for _ in range(2):
+        attack, access = calibrated(tiny_world, name)
+        runs.append(attack.score(access, tiny_world.images[:16], context(5)))
+    np.testing.assert_array_equal(*runs)
+
+
+@pytest.mark.parametrize("name", ["loss", "nais", "sima_mc", "rediffuse"])
+def test_other_seed_other_noise(tiny_world, name):
+    attack, access = calibrated(tiny_world, name)
+    first = attack.score(access, tiny_world.images[:16], context(5))
+    assert not np.allclose(first, attack.score(access, tiny_world.images[:16], context(6)))
 
 
 def test_pia_is_deterministic_without_randomness(tiny_world):

@@ -1,0 +1,73 @@
+"""GSA (Pang et al., PoPETs 2025): white-box gradient features classified by a shadow-trained model.
+
+For each image, the denoising loss at 10 equidistant timesteps is back-propagated (GSA1: once,
+through the averaged loss; GSA2: once per timestep, norms averaged) and the ℓ2 norm of the gradient
+of every parameter tensor becomes a feature. A gradient-boosting classifier (scikit-learn's, in
+place of XGBoost) learns members from non-members on shadow targets that the harness trains with
+the target's recipe on disjoint data; it is then applied to the target's features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.ensemble import GradientBoostingClassifier
+
+from benchmark.access import ThreatModel, WhiteBoxAccess
+from benchmark.errors import BenchmarkError
+from benchmark.interfaces import Attack, AttackContext
+from benchmark.registry import ATTACKS
+
+
+@dataclass
+class GSAConfig:
+    """``variant: gsa2`` back-propagates each timestep's loss separately (10 forward + 10 backward)."""
+
+    variant: Literal["gsa1", "gsa2"] = "gsa1"
+    timesteps: int = 10
+    shadows: int = 1
+    n_estimators: int = 200
+    max_depth: int = 3
+
+    def validate(self) -> None:
+        if self.timesteps < 1 or self.shadows < 1:
+            raise ValueError("timesteps and shadows must be at least 1")
+
+
+@ATTACKS.register("gsa", "GSA1: per-layer gradient norms at 10 timesteps, boosted trees trained on shadow targets")
+class GSA(Attack):
+    threat_model = ThreatModel.WHITE_BOX
+    Config = GSAConfig
+
+    def features(self, access: WhiteBoxAccess, images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+        count = self.config.timesteps
+        timesteps = [(i + 1) * access.num_train_timesteps // count - 1 for i in range(count)]
+        rows = []
+        for image in images:
+            noise = torch.randn((count, *image.shape), generator=generator)
+            if self.config.variant == "gsa1":
+                rows.append(access.loss_gradient_norms(image, noise, timesteps))
+            else:
+                per_t = [access.loss_gradient_norms(image, noise[i : i + 1], [t]) for i, t in enumerate(timesteps)]
+                rows.append(torch.stack(per_t).mean(0))
+        return torch.stack(rows).double().numpy()
+
+    def calibrate(self, access: WhiteBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if ctx.shadows is None:
+            raise BenchmarkError("gsa needs shadow targets trained by the harness; run it from a suite, not audit")
+        features, targets = [], []
+        for shadow in ctx.shadows(self.config.shadows):
+            for group, label in ((shadow.members, 1), (shadow.nonmembers, 0)):
+                features.append(self.features(shadow.access, group, ctx.generator))
+                targets.append(np.full(len(group), label))
+        seed = int(torch.randint(0, 2**31, (1,), generator=ctx.generator))
+        self.classifier = GradientBoostingClassifier(
+            n_estimators=self.config.n_estimators, max_depth=self.config.max_depth, random_state=seed
+        ).fit(np.concatenate(features), np.concatenate(targets))
+        return {"shadow_training_images": int(sum(len(t) for t in targets)), "shadows": self.config.shadows}
+
+    def score(self, access: WhiteBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+        return self.classifier.predict_proba(self.features(access, images, ctx.generator))[:, 1]

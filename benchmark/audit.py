@@ -110,5 +110,5 @@ def run_audit(
         }
         store.add(card, arrays)
         cards.append(card)
-    write_outputs(store, cards)
+    write_outputs(store.out, cards, store.load_scores)
     return cards

@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list attacks, defenses, targets, datasets and suites")
 
+    board = commands.add_parser("leaderboard", help="regenerate (or --check) the published leaderboard from its cards")
+    board.add_argument("--dir", type=Path, default=Path("leaderboard"), help="leaderboard folder")
+    board.add_argument("--publish", type=Path, default=None, help="copy a run folder's cards in first")
+    board.add_argument("--provenance", choices=["reproduced", "claimed"], default="reproduced")
+    board.add_argument("--check", action="store_true", help="fail if a card is invalid or the page is stale")
+
+    validate = commands.add_parser("validate", help="check a contribution: registries, smoke run, cards, leaderboard")
+    validate.add_argument("--leaderboard", type=Path, default=Path("leaderboard"))
+
     audit = commands.add_parser("audit", help="attack a diffusers model folder with your own image folders")
     audit.add_argument("--model", type=Path, required=True, help="diffusers pipeline or UNet2DModel folder")
     audit.add_argument("--members", type=Path, required=True, help="folder of images the model was trained on")
@@ -76,6 +85,25 @@ def _list(_: argparse.Namespace) -> None:
     Console(width=160).print(table)
 
 
+def _leaderboard(args: argparse.Namespace) -> None:
+    from benchmark.leaderboard import Leaderboard
+
+    board = Leaderboard(args.dir)
+    if args.check:
+        print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} is up to date")
+        return
+    if args.publish:
+        print(f"published {board.publish(args.publish, args.provenance)} cards from {args.publish}")
+    print(f"regenerated {args.dir / 'LEADERBOARD.md'} from {board.regenerate()} cards")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from benchmark.validate import run_validation
+
+    run_validation(args.leaderboard)
+    print("validate: all checks passed")
+
+
 def _audit(args: argparse.Namespace) -> None:
     from benchmark.audit import run_audit
 
@@ -88,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         runtime.configure(args.device, args.threads)
-        {"run": _run, "list": _list, "audit": _audit}[args.command](args)
+        commands = {"run": _run, "list": _list, "audit": _audit, "leaderboard": _leaderboard, "validate": _validate}
+        commands[args.command](args)
     except BenchmarkError as error:
         if args.debug:
             raise

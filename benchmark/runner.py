@@ -92,7 +92,7 @@ def cell_hash(
     )
 
 
-def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
+def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
     store = ResultStore(out)
     total = len(suite.datasets) * len(suite.seeds) * len(suite.targets) * len(suite.defenses) * len(suite.attacks)
     done = 0
@@ -168,5 +168,5 @@ def run_suite(suite: Suite, out: Path, cache: Cache) -> list[dict]:
                             f"TPR@1%FPR {card['tpr_at_1pct_fpr']:.3f}, {card['queries_per_sample']:g} queries/sample"
                         )
     cards = [card for card in store.cards if card["config_hash"] in planned]
-    write_outputs(store, cards)
+    write_outputs(store.out, cards, store.load_scores, console_table)
     return cards

@@ -22,7 +22,7 @@ from benchmark.registry import TARGETS
 
 @dataclass
 class DiffusersFolderConfig:
-    path: str = ""
+    path: str
 
     def validate(self) -> None:
         if not self.path:

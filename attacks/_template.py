@@ -1,0 +1,38 @@
+"""TEMPLATE — copy to attacks/<your_attack>.py, rename, and fill in. Files starting with "_" are not loaded.
+
+Say in this docstring what signal the attack reads and why members differ, and cite its paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from benchmark.access import GrayBoxAccess, ThreatModel
+from benchmark.interfaces import Attack, AttackContext
+from benchmark.registry import ATTACKS
+
+
+@dataclass
+class MyAttackConfig:
+    """The paper's defaults. Anything chosen from data is chosen in ``calibrate``, never in ``score``."""
+
+    t: int = 100
+
+
+@ATTACKS.register("my_attack", "one line for `python -m benchmark list`, with its query cost")
+class MyAttack(Attack):
+    threat_model = ThreatModel.GRAY_BOX  # the weakest access the attack needs; the adapter enforces it
+    Config = MyAttackConfig
+
+    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        """Optional: fit thresholds, timesteps or a classifier on labelled calibration images."""
+        return {}
+
+    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+        """One float per image, higher = member. Every ``predict_noise`` call is counted per image."""
+        noise = torch.randn(images.shape, generator=ctx.generator)
+        predicted = access.predict_noise(access.add_noise(images, noise, self.config.t), self.config.t)
+        return -((predicted.cpu() - noise) ** 2).flatten(1).sum(1).double().numpy()

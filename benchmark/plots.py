@@ -1,0 +1,71 @@
+"""Figures generated from cards and their raw scores (matplotlib, written atomically as PNG)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from benchmark.storage import atomic_write_bytes  # noqa: E402
+from benchmark.tables import ScoreLoader  # noqa: E402
+
+
+def _save(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def roc_plot(cards: list[dict], load_scores: ScoreLoader, path: Path) -> None:
+    """Log-log ROC of every attack on one target and seed; low FPRs are where privacy is decided."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    floor = 1.0 / max(c["n_nonmembers"] for c in cards)
+    for card in cards:
+        arrays = load_scores(card)
+        fpr, tpr, _ = roc_curve(arrays["labels"], arrays["scores"])
+        axis.plot(np.clip(fpr, floor / 2, 1), np.clip(tpr, floor / 2, 1), label=f"{card['attack']} ({card['auc']:.3f})")
+    axis.plot([floor / 2, 1], [floor / 2, 1], "k:", linewidth=0.8, label="chance")
+    axis.set(xscale="log", yscale="log", xlabel="false-positive rate", ylabel="true-positive rate")
+    first = cards[0]
+    axis.set_title(f"{first['dataset']} / {first['target']} / {first['defense']} / seed {first['seed']}", fontsize=9)
+    axis.legend(fontsize=6, loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def budget_plot(cards: list[dict], path: Path) -> bool:
+    """AUC and TPR@1%FPR against measured queries per sample for every budget sweep."""
+    swept = [c for c in cards if c.get("budget")]
+    if not swept:
+        return False
+    frame = pd.DataFrame(
+        [
+            {
+                "attack": c["budget"]["attack"],
+                "target": f"{c['target']}/{c['defense']}",
+                "queries": c["queries_per_sample"],
+                "auc": c["auc"],
+                "tpr": c["tpr_at_1pct_fpr"],
+            }
+            for c in swept
+        ]
+    )
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    summary = frame.groupby(["target", "attack", "queries"], as_index=False)[["auc", "tpr"]].mean()
+    for (target, attack), line in summary.groupby(["target", "attack"]):
+        for axis, metric in zip(axes, ("auc", "tpr"), strict=True):
+            axis.plot(line["queries"], line[metric], marker="o", label=f"{attack} ({target})")
+    axes[0].set(xscale="log", xlabel="queries per sample (measured)", ylabel="AUC (mean over seeds)")
+    axes[1].set(xscale="log", xlabel="queries per sample (measured)", ylabel="TPR@1%FPR (mean over seeds)")
+    axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    _save(figure, path)
+    return True

@@ -1,0 +1,37 @@
+"""TEMPLATE — copy to defenses/<your_defense>.py, rename, and fill in. Files starting with "_" are not loaded.
+
+Say in this docstring *why* the defense should stop membership inference, and cite its paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchmark.interfaces import Defense
+from benchmark.registry import DEFENSES
+
+
+@dataclass
+class MyDefenseConfig:
+    """Every knob, with the paper's defaults; suites override them under `params:`."""
+
+    strength: float = 0.1
+
+    def validate(self) -> None:
+        if self.strength < 0:
+            raise ValueError("strength must be ≥ 0")
+
+
+@DEFENSES.register("my_defense", "one line for `python -m benchmark list`")
+class MyDefense(Defense):
+    Config = MyDefenseConfig
+
+    def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Applied to every training batch before noising; draw randomness only from ``generator``."""
+        return batch + self.config.strength * torch.randn(batch.shape, generator=generator)
+
+    def costs(self) -> dict:
+        """What the defense cost, shown in the card (ε for DP, extra steps, ...)."""
+        return {"strength": self.config.strength}

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_file
 
@@ -28,36 +30,46 @@ class Cache:
         self.root = Path(root)
         self.log = log
 
-    def get_or_build(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
+    def get_or_build(self, kind: str, key: str, build: Callable[[Path, Path], dict[str, Any]]) -> tuple[Path, dict]:
         """Return the verified folder for ``key``, building it first when missing or corrupt.
 
-        ``build`` fills a temp folder and returns metadata; the folder appears under its key only
-        once complete (rename), so a crash never leaves a half-written artifact behind.
+        ``build(folder, scratch)`` fills a temp folder and returns metadata; the folder appears
+        under its key only once complete (rename), so a crash never leaves a half-written artifact.
+        ``scratch`` persists across runs until the build succeeds: checkpoints of an interrupted
+        build live there. A file lock per key lets concurrent runs share one cache: the second
+        waits and then finds the first one's result.
         """
         final = self.root / kind / key
-        if final.exists():
-            problem = verify(final)
-            if problem is None:
-                return final, json.loads((final / MANIFEST).read_text())["metadata"]
-            self.log(f"cache entry {final} is corrupt ({problem}); rebuilding it")
-            shutil.rmtree(final)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+            lock = FileLock(str(final.parent / f"{key}.lock"))
+            lock.acquire()
         except OSError as error:
             raise BenchmarkError(
                 f"cannot write the cache at {self.root} ({error.strerror}); pass --cache DIR"
             ) from None
         try:
-            metadata = build(work)
-            files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()}
-            manifest = {"key": key, "files": files, "metadata": metadata}
-            (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            os.replace(work, final)
-        finally:
-            if work.exists():
+            if final.exists():
+                problem = verify(final)
+                if problem is None:
+                    return final, json.loads((final / MANIFEST).read_text())["metadata"]
+                self.log(f"cache entry {final} is corrupt ({problem}); rebuilding it")
+                shutil.rmtree(final)
+            scratch = final.parent / f".scratch-{key}"
+            scratch.mkdir(exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+            try:
+                metadata = build(work, scratch)
+                files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()}
+                manifest = {"key": key, "files": files, "metadata": metadata}
+                (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+                os.replace(work, final)
+            finally:
                 shutil.rmtree(work, ignore_errors=True)
-        return final, metadata
+            shutil.rmtree(scratch, ignore_errors=True)
+            return final, metadata
+        finally:
+            lock.release()
 
 
 def verify(folder: Path) -> str | None:

@@ -21,7 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="benchmark", description="Membership-inference benchmark for diffusion models")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_non_negative,
+        default=100,
+        metavar="STEPS",
+        help="training checkpoint interval (0: off)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run a suite: train targets, run attacks, write results")
@@ -47,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--attack", action="append", default=[], help="attack name (repeatable; default: gray-box)")
     audit.add_argument("--out", type=Path, default=Path("runs/audit"))
     audit.add_argument("--calibration-fraction", type=float, default=0.25)
-    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--seed", type=_non_negative, default=0)
     return parser
 
 
@@ -110,12 +117,26 @@ def _audit(args: argparse.Namespace) -> None:
     run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction, args.seed)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark import runtime
+    from benchmark import progress, runtime
 
     try:
-        runtime.configure(args.device, args.threads)
+        runtime.configure(args.device, args.threads, args.checkpoint_every)
         commands = {"run": _run, "list": _list, "audit": _audit, "leaderboard": _leaderboard, "validate": _validate}
         commands[args.command](args)
     except BenchmarkError as error:
@@ -124,6 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+        if args.debug:
+            raise
+        print(
+            f"interrupted while {progress.doing}: finished cells and training checkpoints are saved; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
+    except Exception as error:  # the last line of defence: still one line, never a traceback
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"error: unexpected {type(error).__name__}: {message} (rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

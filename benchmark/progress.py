@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+doing = "starting up"  # what the run is busy with, for the Ctrl-C message
 
 
 @contextmanager

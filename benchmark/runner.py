@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark import runtime
+from benchmark import progress, runtime
 from benchmark.cache import Cache
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_json
@@ -116,6 +116,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                         continue
                     where = f"{dataset_spec.label}/{target_spec.label}/{defense_spec.label}/seed {seed}"
                     console.print(f"[bold]{where}[/]: obtaining target")
+                    progress.doing = f"obtaining the target {where}"
                     key = target_key(dataset_spec, split.sha256, target_spec, defense_spec)
                     defense = defense_spec.instantiate()
                     trained = target_spec.instantiate().obtain(images[split.training], defense, seed, cache, key)
@@ -123,6 +124,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                         trained.model, images[split.training], images[split.calibration_nonmembers]
                     )
                     for attack_spec in pending:
+                        progress.doing = f"scoring {attack_spec.label} on {where}"
                         result, arrays = run_attack(
                             attack_spec,
                             trained.model,

@@ -14,10 +14,12 @@ from accelerate import Accelerator
 from diffusers.utils import logging as diffusers_logging
 
 _device_choice = "auto"
+_checkpoint_every = 100
 
 
-def configure(device: str = "auto", threads: int | None = None) -> None:
-    global _device_choice
+def configure(device: str = "auto", threads: int | None = None, checkpoint_every: int = 100) -> None:
+    global _device_choice, _checkpoint_every
+    _checkpoint_every = checkpoint_every
     diffusers_logging.disable_progress_bar()  # the harness shows its own progress
     _device_choice = device
     accelerator.cache_clear()
@@ -33,3 +35,8 @@ def accelerator() -> Accelerator:
 
 def device() -> torch.device:
     return accelerator().device
+
+
+def checkpoint_every() -> int:
+    """Training steps between checkpoints (0 turns them off); not part of any cache key."""
+    return _checkpoint_every

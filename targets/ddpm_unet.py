@@ -13,6 +13,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from benchmark import progress, runtime
 from benchmark.access import DiffusionModel
+from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.hashing import sha256_json
 from benchmark.interfaces import Defense, Target, TrainedTarget
 from benchmark.registry import TARGETS
@@ -72,18 +73,34 @@ def train(
     config: DDPMUNetConfig,
     defense: Defense,
     seed: int,
+    checkpoints: Path,
 ) -> dict:
-    """ε-prediction MSE on the members; batches cycle through seeded permutations of the set."""
+    """ε-prediction MSE on the members; batches cycle through seeded permutations of the set.
+
+    Every ``runtime.checkpoint_every()`` steps the whole state (weights, optimizer, the data and
+    noise generator, the pending permutation, the losses so far) goes to ``checkpoints``; a killed
+    run resumes there and ends with the same weights as an uninterrupted one.
+    """
     accelerator = runtime.accelerator()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
+    order = torch.empty(0, dtype=torch.long)
+    losses: list[float] = []
+    step, seconds_before = 0, 0.0
+    resumed = load_checkpoint(checkpoints)
+    if resumed is not None:
+        tensors, optimizer_state, meta = resumed
+        unet.load_state_dict({k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")})
+        optimizer.load_state_dict(optimizer_state)
+        generator.set_state(tensors["generator"])
+        order, losses, step, seconds_before = tensors["order"], meta["losses"], meta["step"], meta["seconds"]
     unet, optimizer = accelerator.prepare(unet, optimizer)
     unet.train()
-    order = torch.empty(0, dtype=torch.long)
-    losses = []
     started = time.perf_counter()
+    every = runtime.checkpoint_every()
     with progress.steps("training target", config.train_steps) as advance:
-        for _ in range(config.train_steps):
+        advance(step)
+        while step < config.train_steps:
             if len(order) < min(config.batch_size, len(members)):
                 order = torch.cat([order, torch.randperm(len(members), generator=generator)])
             batch_ids, order = order[: config.batch_size], order[config.batch_size :]
@@ -99,11 +116,20 @@ def train(
             accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
             optimizer.step()
             losses.append(loss.item())
+            step += 1
             advance()
+            if every and step % every == 0 and step < config.train_steps:
+                state = {f"unet.{k}": v for k, v in accelerator.unwrap_model(unet).state_dict().items()}
+                state |= {"generator": generator.get_state(), "order": order}
+                elapsed = seconds_before + time.perf_counter() - started
+                save_checkpoint(
+                    checkpoints, state, optimizer.state_dict(), {"step": step, "losses": losses, "seconds": elapsed}
+                )
     tail = losses[-max(1, len(losses) // 10) :]
     return {
         "steps": config.train_steps,
-        "train_seconds": round(time.perf_counter() - started, 3),
+        "resumed_from_step": resumed[2]["step"] if resumed else 0,
+        "train_seconds": round(seconds_before + time.perf_counter() - started, 3),
         "final_train_loss": sum(tail) / len(tail),
         "epochs": config.train_steps * config.batch_size / len(members),
     }
@@ -116,12 +142,12 @@ class DDPMUNet(Target):
     def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict) -> TrainedTarget:
         target_hash = sha256_json({"key": key, "seed": seed, "trainer": TRAINER_VERSION})
 
-        def build(folder: Path) -> dict:
+        def build(folder: Path, scratch: Path) -> dict:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 unet = build_unet(self.config, tuple(members.shape[1:]))
             scheduler = build_scheduler(self.config)
-            report = train(unet, scheduler, members, self.config, defense, seed)
+            report = train(unet, scheduler, members, self.config, defense, seed, scratch / "checkpoint")
             report["defense_costs"] = defense.costs()
             unet = runtime.accelerator().unwrap_model(unet).to("cpu").eval()
             DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)

@@ -81,9 +81,9 @@ def test_second_run_trains_nothing_and_resume_skips_finished_cells(tiny_run, cac
     original_build = cache.get_or_build
 
     def spy(kind, key, build):
-        def recording_build(folder):
+        def recording_build(folder, scratch):
             built.append(key)
-            return build(folder)
+            return build(folder, scratch)
 
         return original_build(kind, key, recording_build)
 

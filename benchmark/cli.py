@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--provenance", choices=["reproduced", "claimed"], default="reproduced")
     board.add_argument("--check", action="store_true", help="fail if a card is invalid or the page is stale")
 
+    perf = commands.add_parser("perf", help="measure harness overhead against bare forwards and training loops")
+    perf.add_argument("--out", type=Path, default=Path("perf.json"))
+    perf.add_argument("--suite", action="append", default=[], help="also time this suite cold and warm (repeatable)")
+    perf.add_argument("--tiny", action="store_true", help="tiny sizes: checks that perf works, measures nothing")
+
     validate = commands.add_parser("validate", help="check a contribution: registries, smoke run, cards, leaderboard")
     validate.add_argument("--leaderboard", type=Path, default=Path("leaderboard"))
 
@@ -104,6 +109,12 @@ def _leaderboard(args: argparse.Namespace) -> None:
     print(f"regenerated {args.dir / 'LEADERBOARD.md'} from {board.regenerate()} cards")
 
 
+def _perf(args: argparse.Namespace) -> None:
+    from benchmark.perf import PerfSizes, run_perf
+
+    run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite)
+
+
 def _validate(args: argparse.Namespace) -> None:
     from benchmark.validate import run_validation
 
@@ -137,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         runtime.configure(args.device, args.threads, args.checkpoint_every)
-        commands = {"run": _run, "list": _list, "audit": _audit, "leaderboard": _leaderboard, "validate": _validate}
+        commands = {
+            "run": _run,
+            "list": _list,
+            "audit": _audit,
+            "leaderboard": _leaderboard,
+            "validate": _validate,
+            "perf": _perf,
+        }
         commands[args.command](args)
     except BenchmarkError as error:
         if args.debug:

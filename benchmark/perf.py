@@ -1,0 +1,220 @@
+"""``python -m benchmark perf``: the harness measured against its physical limit, as ratios from one run.
+
+On a CPU the limit of an attack is the UNet forward passes it needs; of training, the bare
+diffusers loop. Every figure here is a ratio of two timings taken in the same process, so it
+travels between machines better than a wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.access import DiffusionModel, ThreatModel, make_access
+from benchmark.configs import build_config
+from benchmark.errors import BenchmarkError
+from benchmark.interfaces import AttackContext
+from benchmark.registry import ATTACKS, DEFENSES, TARGETS
+from benchmark.storage import atomic_write_text
+
+
+@dataclass
+class PerfSizes:
+    images: int = 512
+    batch_size: int = 256
+    train_steps: int = 30
+    members: int = 96
+    image_size: int = 16
+    repeats: int = 3
+
+    @classmethod
+    def tiny(cls) -> PerfSizes:
+        return cls(images=32, batch_size=16, train_steps=4, members=16, image_size=8, repeats=1)
+
+
+def _best_of(repeats: int, action: Callable[[], object]) -> float:
+    """The fastest of several timings: the least disturbed by the rest of the machine."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _model(sizes: PerfSizes) -> tuple[DiffusionModel, object]:
+    entry = TARGETS.get("ddpm_unet")
+    config = build_config(entry.cls.Config, "perf target", {"train_steps": sizes.train_steps, "batch_size": 64})
+    module = sys.modules[entry.cls.__module__]
+    torch.manual_seed(0)
+    unet = module.build_unet(config, (1, sizes.image_size, sizes.image_size)).eval()
+    return DiffusionModel(unet, module.build_scheduler(config)), config
+
+
+def scoring_overhead(sizes: PerfSizes) -> list[dict]:
+    """Each attack's scoring time ÷ (its counted queries × one bare batched forward)."""
+    model, _ = _model(sizes)
+    images = torch.rand(sizes.images, 1, sizes.image_size, sizes.image_size) * 2 - 1
+    batch = images[: sizes.batch_size]
+    t = torch.full((len(batch),), 100)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            model.unet(batch, t)
+
+    bare()
+    per_image = _best_of(sizes.repeats * 3, bare) / len(batch)
+    rows = []
+    for entry in ATTACKS.entries():
+        if entry.cls.threat_model is not ThreatModel.GRAY_BOX or entry.preset:
+            continue  # registered variants share their class's hot path
+        attack = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset))
+        access = make_access(model, entry.cls.threat_model, sizes.batch_size)
+        wall = _best_of(sizes.repeats, lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator())))
+        queries = access.counter.forward_passes / (sizes.repeats * len(images))
+        rows.append(
+            {
+                "attack": entry.name,
+                "queries_per_sample": queries,
+                "seconds_per_sample": wall / len(images),
+                "overhead": wall / (queries * per_image * len(images)),
+            }
+        )
+    return rows
+
+
+def _bare_training(model: DiffusionModel, members: torch.Tensor, steps: int, lr: float) -> None:
+    """The reference: the diffusers training loop with nothing of the harness around it."""
+    optimizer = torch.optim.AdamW(model.unet.parameters(), lr=lr)
+    model.unet.train()
+    for _ in range(steps):
+        batch = members[torch.randint(0, len(members), (64,))]
+        noise = torch.randn_like(batch)
+        t = torch.randint(0, 1000, (len(batch),))
+        loss = F.mse_loss(model.unet(model.scheduler.add_noise(batch, noise, t), t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+        optimizer.step()
+
+
+def _harness_training(sizes: PerfSizes, members: torch.Tensor, defense_name: str = "none") -> float:
+    model, config = _model(sizes)
+    module = sys.modules[TARGETS.get("ddpm_unet").cls.__module__]
+    defense_entry = DEFENSES.get(defense_name)
+    defense = defense_entry.cls(build_config(defense_entry.cls.Config, defense_name, defense_entry.preset))
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        module.train(model.unet, model.scheduler, members, config, defense, 0, Path(scratch) / "checkpoint")
+        return time.perf_counter() - started
+
+
+def training_ratio(sizes: PerfSizes) -> dict:
+    members = torch.rand(sizes.members, 1, sizes.image_size, sizes.image_size) * 2 - 1
+    model, config = _model(sizes)
+    _bare_training(model, members, 2, config.learning_rate)  # warm-up
+    bare = _best_of(sizes.repeats, lambda: _bare_training(_model(sizes)[0], members, sizes.train_steps, 1e-3))
+    harness = min(_harness_training(sizes, members) for _ in range(sizes.repeats))
+    doubled = torch.cat([members, members.flip(0)])
+    harness_doubled = min(_harness_training(sizes, doubled) for _ in range(sizes.repeats))
+    return {
+        "bare_step_seconds": bare / sizes.train_steps,
+        "harness_step_seconds": harness / sizes.train_steps,
+        "harness_over_bare": harness / bare,
+        "members_doubled_time_ratio": harness_doubled / harness,
+        "dpsgd_over_plain": (
+            min(_harness_training(sizes, members, "dpsgd") for _ in range(sizes.repeats)) / harness
+            if "dpsgd" in DEFENSES
+            else None
+        ),
+    }
+
+
+def scoring_scaling(sizes: PerfSizes) -> dict:
+    """Scoring time as the image count doubles twice: 2.0 and 2.0 mean linear."""
+    model, _ = _model(sizes)
+    entry = ATTACKS.get("nais")
+    attack = entry.cls(build_config(entry.cls.Config, "nais", entry.preset))
+    access = make_access(model, ThreatModel.GRAY_BOX, sizes.batch_size)
+    times = []
+    for factor in (1, 2, 4):
+        images = torch.rand(sizes.images * factor, 1, sizes.image_size, sizes.image_size) * 2 - 1
+        times.append(
+            _best_of(sizes.repeats, lambda x=images: attack.score(access, x, AttackContext(torch.Generator())))
+        )
+    return {
+        "images": [sizes.images * f for f in (1, 2, 4)],
+        "seconds": times,
+        "ratios": list(np.array(times[1:]) / times[:-1]),
+    }
+
+
+def suite_wall_times(suites: list[str]) -> dict:
+    """Cold (empty cache) then warm (cache hit, fresh output) wall time of whole suites, in subprocesses."""
+    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name in suites:
+            for phase in ("cold", "warm"):
+                command = [sys.executable, "-m", "benchmark", "run", "--suite", name,
+                           "--out", f"{root}/{name}-{phase}", "--cache", f"{root}/cache"]  # fmt: skip
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    raise BenchmarkError(f"suite {name} failed during perf: {done.stderr.strip().splitlines()[-1]}")
+                results[f"{name}_{phase}_seconds"] = time.perf_counter() - started
+    return results
+
+
+def run_perf(out: Path, sizes: PerfSizes, suites: list[str]) -> dict:
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+        },
+        "sizes": sizes.__dict__,
+        "scoring": scoring_overhead(sizes),
+        "training": training_ratio(sizes),
+        "scaling": scoring_scaling(sizes),
+        "suites": suite_wall_times(suites),
+    }
+    atomic_write_text(out, json.dumps(report, indent=2))
+    print_report(report)
+    return report
+
+
+def print_report(report: dict) -> None:
+    console = Console()
+    table = Table(title="scoring: wall time ÷ (counted queries × bare batched forward)")
+    for column in ("attack", "queries/sample", "ms/sample", "overhead"):
+        table.add_column(column, justify="left" if column == "attack" else "right")
+    for row in report["scoring"]:
+        table.add_row(row["attack"], f"{row['queries_per_sample']:g}", f"{row['seconds_per_sample'] * 1e3:.3f}",
+                      f"{row['overhead']:.2f}×")  # fmt: skip
+    console.print(table)
+    training, scaling = report["training"], report["scaling"]
+    dp = training["dpsgd_over_plain"]
+    console.print(
+        f"training: harness {training['harness_step_seconds'] * 1e3:.1f} ms/step = "
+        f"{training['harness_over_bare']:.3f}× the bare diffusers loop; members doubled: "
+        f"{training['members_doubled_time_ratio']:.3f}× (flat is 1.0); "
+        f"DP-SGD: {'not registered' if dp is None else f'{dp:.2f}× plain'}"
+    )
+    console.print(
+        f"scoring scaling (×2 images each): {', '.join(f'{r:.2f}×' for r in scaling['ratios'])} (linear is 2.0)"
+    )
+    for name, seconds in report["suites"].items():
+        console.print(f"{name}: {seconds:.1f} s")

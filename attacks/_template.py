@@ -31,6 +31,10 @@ class MyAttack(Attack):
         """Optional: fit thresholds, timesteps or a classifier on labelled calibration images."""
         return {}
 
+    def expected_passes(self) -> tuple[int, int]:
+        """(forward, backward) passes per image as the paper specifies; a test checks the counted ones."""
+        return (1, 0)
+
     def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         """One float per image, higher = member. Every ``predict_noise`` call is counted per image."""
         noise = torch.randn(images.shape, generator=ctx.generator)

@@ -42,6 +42,10 @@ class GSA(Attack):
     threat_model = ThreatModel.WHITE_BOX
     Config = GSAConfig
 
+    def expected_passes(self) -> tuple[int, int]:
+        backward = 1 if self.config.variant == "gsa1" else self.config.timesteps
+        return (self.config.timesteps, backward)
+
     def features(self, access: WhiteBoxAccess, images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         count = self.config.timesteps
         timesteps = [(i + 1) * access.num_train_timesteps // count - 1 for i in range(count)]

@@ -37,6 +37,9 @@ class LossAttack(Attack):
         super().__init__(config)
         self.settings = config
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (1, 0)
+
     def _scores(self, access: GrayBoxAccess, images: torch.Tensor, t: int, noise: torch.Tensor) -> np.ndarray:
         predicted = access.predict_noise(access.add_noise(images, noise, t), t).cpu()
         return -((predicted - noise) ** 2).flatten(1).sum(1).double().numpy()

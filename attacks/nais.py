@@ -93,6 +93,9 @@ class NAIS(Attack):
         super().__init__(config)
         self.settings = config
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (self.config.k, 0)
+
     def _injection(self, access: GrayBoxAccess, images: torch.Tensor, noise: torch.Tensor, settings) -> tuple:
         scale = 2.0 if settings.sigma_scale == "zero_to_one" else 1.0
         sigma = settings.sigma * scale

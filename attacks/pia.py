@@ -36,6 +36,9 @@ class PIA(Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = PIAConfig
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (2, 0)
+
     def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         eps0 = access.predict_noise(images, 0)
         noise = eps0

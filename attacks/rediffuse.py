@@ -40,6 +40,9 @@ class ReDiffuse(Attack):
     threat_model = ThreatModel.BLACK_BOX
     Config = ReDiffuseConfig
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (self.config.n * self.config.steps, 0)
+
     def difference(self, access: BlackBoxAccess, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         variations = [
             access.vary(images, self.config.t, self.config.steps, generator).cpu() for _ in range(self.config.n)

@@ -40,6 +40,9 @@ class SecMI(Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = SecMIConfig
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (self.config.t_sec // self.config.stride + 1, 0)
+
     def difference(self, access: GrayBoxAccess, images: torch.Tensor) -> torch.Tensor:
         """x̃_{t_sec−stride} minus its one-step-forward, one-step-back reconstruction."""
         stride, start = self.config.stride, self.config.t_sec - self.config.stride

@@ -41,6 +41,9 @@ class SimA(Attack):
         super().__init__(config)
         self.settings = config
 
+    def expected_passes(self) -> tuple[int, int]:
+        return (max(1, self.config.mc_draws), 0)
+
     def _scores(self, access: GrayBoxAccess, images: torch.Tensor, t: int, noises: list[torch.Tensor]) -> np.ndarray:
         inputs = [access.add_noise(images, noise, t) for noise in noises] or [images]
         norms = [(access.predict_noise(x, t).abs() ** self.config.p).flatten(1).sum(1) for x in inputs]

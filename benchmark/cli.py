@@ -80,21 +80,25 @@ def _list(_: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from benchmark.configs import build_config
     from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
     from benchmark.suite import registered_suites
 
     table = Table(title="registered components")
-    for column in ("kind", "name", "threat model", "description"):
+    for column in ("kind", "name", "threat model", "passes/sample", "description"):
         table.add_column(column)
-    for kind, registry in (("attack", ATTACKS), ("defense", DEFENSES), ("target", TARGETS), ("dataset", DATASETS)):
+    for entry in ATTACKS.entries():
+        forward, backward = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset)).expected_passes()
+        cost = f"{forward}" + (f" + {backward} bwd" if backward else "")
+        table.add_row("attack", entry.name, entry.cls.threat_model.value, cost, entry.description)
+    for kind, registry in (("defense", DEFENSES), ("target", TARGETS), ("dataset", DATASETS)):
         for entry in registry.entries():
-            threat = getattr(entry.cls, "threat_model", None)
-            table.add_row(kind, entry.name, threat.value if threat else "", entry.description)
+            table.add_row(kind, entry.name, "", "", entry.description)
     import yaml
 
     for name, path in registered_suites().items():
-        table.add_row("suite", name, "", str(yaml.safe_load(path.read_text()).get("description", "")))
-    Console(width=160).print(table)
+        table.add_row("suite", name, "", "", str(yaml.safe_load(path.read_text()).get("description", "")))
+    Console(width=180).print(table)
 
 
 def _leaderboard(args: argparse.Namespace) -> None:

@@ -56,6 +56,14 @@ class Attack(abc.ABC):
     def score(self, access: Any, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         """One float per image, higher = member."""
 
+    @abc.abstractmethod
+    def expected_passes(self) -> tuple[int, int]:
+        """(forward, backward) UNet passes per scored image that the paper's algorithm needs.
+
+        Declared from the specification; the results report what the adapter counted, and a test
+        holds the two equal, so a wasteful implementation cannot hide.
+        """
+
 
 class Defense(abc.ABC):
     """Changes how a target is trained. The default hooks change nothing."""

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from benchmark.storage import atomic_write_bytes  # noqa: E402
-from benchmark.tables import ScoreLoader  # noqa: E402
+from benchmark.tables import ScoreLoader, worst_case  # noqa: E402
 
 
 def _save(figure, path: Path) -> None:
@@ -37,6 +37,21 @@ def roc_plot(cards: list[dict], load_scores: ScoreLoader, path: Path) -> None:
     first = cards[0]
     axis.set_title(f"{first['dataset']} / {first['target']} / {first['defense']} / seed {first['seed']}", fontsize=9)
     axis.legend(fontsize=6, loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def frontier_plot(cards: list[dict], path: Path) -> None:
+    """Privacy against utility: one point per dataset/target/defense, y = the strongest attack."""
+    worst = worst_case([c for c in cards if not c.get("budget")])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for axis, metric, label in ((axes[0], "auc", "worst-case AUC"), (axes[1], "tpr", "worst-case TPR@1%FPR")):
+        for _, row in worst.iterrows():
+            axis.scatter(row["heldout_mse"], row[metric])
+            axis.annotate(f"{row['defense']} ({row['target']})", (row["heldout_mse"], row[metric]), fontsize=7)
+        axis.set(xlabel="held-out denoising MSE (lower = more useful)", ylabel=label)
+    axes[0].axhline(0.5, color="k", linestyle=":", linewidth=0.8)
+    figure.suptitle("privacy–utility frontier (" + ", ".join(sorted(worst["dataset"].unique())) + ")", fontsize=9)
     figure.tight_layout()
     _save(figure, path)
 

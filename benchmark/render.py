@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.plots import budget_plot, roc_plot
+from benchmark.plots import budget_plot, frontier_plot, roc_plot
 from benchmark.storage import atomic_write_text
 from benchmark.tables import (
     GROUP,
@@ -96,7 +96,7 @@ def _runs(cards: list[dict]) -> dict[tuple, list[dict]]:
 def plot_names(cards: list[dict]) -> list[str]:
     """The figures the page links to, in page order (a pure function, so ``--check`` can predict them)."""
     names = [f"roc_{dataset}_{target}_{defense}_seed{seed}.png" for dataset, target, defense, seed in _runs(cards)]
-    return names + (["budget.png"] if any(c.get("budget") for c in cards) else [])
+    return ["frontier.png", *names] + (["budget.png"] if any(c.get("budget") for c in cards) else [])
 
 
 def write_outputs(folder: Path, cards: list[dict], load_scores: ScoreLoader, console_table: bool = True) -> None:
@@ -105,6 +105,7 @@ def write_outputs(folder: Path, cards: list[dict], load_scores: ScoreLoader, con
     for (dataset, target, defense, seed), group in _runs(cards).items():
         roc_plot(group, load_scores, folder / f"roc_{dataset}_{target}_{defense}_seed{seed}.png")
     budget_plot(cards, folder / "budget.png")
+    frontier_plot(cards, folder / "frontier.png")
     atomic_write_text(folder / "LEADERBOARD.md", leaderboard_markdown(cards, plot_names(cards), load_scores))
     if console_table:
         print_table([c for c in cards if not c.get("budget")])

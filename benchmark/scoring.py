@@ -83,6 +83,7 @@ def run_attack(
             "threat_model": attack.threat_model.value,
             "queries_per_sample": queries,
             "backward_passes_per_sample": access.counter.backward_passes / len(images),
+            "expected_passes_per_sample": list(attack.expected_passes()),
             "seconds_per_sample": seconds / len(images),
         }
     )

@@ -54,8 +54,22 @@ def calibrated(world, name: str, **params):
     return attack, access
 
 
-def test_every_registered_attack_has_an_expected_cost():
+def test_every_registered_attack_declares_the_papers_cost():
     assert {entry.name for entry in ATTACKS.entries()} == set(EXPECTED_PASSES)
+    for name, passes in EXPECTED_PASSES.items():
+        assert make_attack(name).expected_passes() == passes
+
+
+@pytest.mark.parametrize(
+    "name, params, passes",
+    [("nais_cal", {"k": 3}, (3, 0)), ("secmi", {"stride": 50}, (3, 0)), ("rediffuse", {"n": 2}, (4, 0)),
+     ("sima_mc", {"mc_draws": 30}, (30, 0))],
+)  # fmt: skip
+def test_budget_knobs_change_the_counted_cost(tiny_world, name, params, passes):
+    attack, access = calibrated(tiny_world, name, **params)
+    attack.score(access, tiny_world.images[:8], context())
+    assert attack.expected_passes() == passes
+    assert (access.counter.forward_passes, access.counter.backward_passes) == (passes[0] * 8, passes[1] * 8)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PASSES))

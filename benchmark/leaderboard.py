@@ -32,7 +32,7 @@ def _schema() -> dict:
 
 def card_stem(card: dict) -> str:
     parts = [card["dataset"], card["target"], card["defense"], f"seed{card['seed']}", card["attack"]]
-    return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", str(p)) for p in parts)
+    return "__".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)) for p in parts)
 
 
 def validate_card(card: dict, where: str) -> None:
@@ -100,11 +100,12 @@ class Leaderboard:
         for card in store.cards:
             card = {k: v for k, v in card.items() if not k.startswith("_")} | {"provenance": provenance}
             scores_file = store.scores_path(card)
-            target = self.cards_dir / card["suite"] / card_stem(card)
-            atomic_write_bytes(target.with_suffix(".npz"), scores_file.read_bytes())
-            card["scores_sha256"] = sha256_file(target.with_suffix(".npz"))
+            stem = self.cards_dir / card["suite"] / card_stem(card)
+            scores_path, card_path = stem.parent / f"{stem.name}.npz", stem.parent / f"{stem.name}.json"
+            atomic_write_bytes(scores_path, scores_file.read_bytes())
+            card["scores_sha256"] = sha256_file(scores_path)
             validate_card(card, str(scores_file))
-            atomic_write_text(target.with_suffix(".json"), json.dumps(card, indent=1, sort_keys=True) + "\n")
+            atomic_write_text(card_path, json.dumps(card, indent=1, sort_keys=True) + "\n")
         return len(store.cards)
 
     def regenerate(self) -> int:

@@ -44,6 +44,8 @@ def roc_plot(cards: list[dict], load_scores: ScoreLoader, path: Path) -> None:
 def frontier_plot(cards: list[dict], path: Path) -> None:
     """Privacy against utility: one point per dataset/target/defense, y = the strongest attack."""
     worst = worst_case([c for c in cards if not c.get("budget")])
+    if worst.empty:
+        return
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for axis, metric, label in ((axes[0], "auc", "worst-case AUC"), (axes[1], "tpr", "worst-case TPR@1%FPR")):
         for _, row in worst.iterrows():

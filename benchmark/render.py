@@ -96,7 +96,8 @@ def _runs(cards: list[dict]) -> dict[tuple, list[dict]]:
 def plot_names(cards: list[dict]) -> list[str]:
     """The figures the page links to, in page order (a pure function, so ``--check`` can predict them)."""
     names = [f"roc_{dataset}_{target}_{defense}_seed{seed}.png" for dataset, target, defense, seed in _runs(cards)]
-    return ["frontier.png", *names] + (["budget.png"] if any(c.get("budget") for c in cards) else [])
+    frontier = ["frontier.png"] if names else []
+    return [*frontier, *names] + (["budget.png"] if any(c.get("budget") for c in cards) else [])
 
 
 def write_outputs(folder: Path, cards: list[dict], load_scores: ScoreLoader, console_table: bool = True) -> None:

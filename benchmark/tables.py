@@ -80,6 +80,8 @@ def attack_table(cards: list[dict]) -> pd.DataFrame:
 
 def worst_case(cards: list[dict]) -> pd.DataFrame:
     """Per dataset/target/defense: the strongest attack by AUC and by TPR@1%FPR (each averaged over seeds)."""
+    if not cards:
+        return pd.DataFrame()
     per_attack = _frame(cards).groupby([*GROUP, "attack"], as_index=False).mean(numeric_only=True)
     rows = []
     for keys, group in per_attack.groupby(GROUP, sort=False):

@@ -24,7 +24,7 @@ TINY_SUITE = {
     "targets": [
         {
             "name": "ddpm_unet",
-            "label": "tiny",
+            "label": "tiny-0.1M",
             "params": {"block_out_channels": [16, 32], "train_steps": 800, "batch_size": 48, "learning_rate": 0.002},
         }
     ],

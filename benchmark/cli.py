@@ -12,9 +12,14 @@ from pathlib import Path
 from benchmark.errors import BenchmarkError
 
 
+def one_line(text: str) -> str:
+    """Escape line breaks and control characters (a name may contain any), so a message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
-        self.exit(2, f"error: {message} (see `python -m benchmark {self.prog.split()[-1]} --help`)\n")
+        self.exit(2, f"error: {one_line(message)} (see `python -m benchmark {self.prog.split()[-1]} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: still one line, never a traceback
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = one_line(str(error).strip().splitlines()[0]) if str(error).strip() else ""
         print(
             f"error: unexpected {type(error).__name__}: {message} (rerun with --debug for the traceback and report it)",
             file=sys.stderr,

@@ -27,6 +27,7 @@ def _save(figure, path: Path) -> None:
 def roc_plot(cards: list[dict], load_scores: ScoreLoader, path: Path) -> None:
     """Log-log ROC of every attack on one target and seed; low FPRs are where privacy is decided."""
     figure, axis = plt.subplots(figsize=(5.5, 5))
+    axis.set_prop_cycle(color=plt.cm.tab20.colors)  # up to 20 attacks without repeating a colour
     floor = 1.0 / max(c["n_nonmembers"] for c in cards)
     for card in cards:
         arrays = load_scores(card)
@@ -53,6 +54,8 @@ def frontier_plot(cards: list[dict], path: Path) -> None:
             axis.annotate(f"{row['defense']} ({row['target']})", (row["heldout_mse"], row[metric]), fontsize=7)
         axis.set(xlabel="held-out denoising MSE (lower = more useful)", ylabel=label)
     axes[0].axhline(0.5, color="k", linestyle=":", linewidth=0.8)
+    axes[0].set_ylim(0.4, 1.02)
+    axes[1].set_ylim(-0.02, 1.02)
     figure.suptitle("privacy–utility frontier (" + ", ".join(sorted(worst["dataset"].unique())) + ")", fontsize=9)
     figure.tight_layout()
     _save(figure, path)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from benchmark.access import BlackBoxAccess, ThreatModel
-from benchmark.classifiers import DifferenceClassifier, HeadConfig
+from benchmark.classifiers import HeadConfig, fit_difference_head
 from benchmark.interfaces import Attack, AttackContext
 from benchmark.registry import ATTACKS
 
@@ -52,9 +52,10 @@ class ReDiffuse(Attack):
     def calibrate(self, access: BlackBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         if self.config.head != "classifier":
             return {}
-        features = self.difference(access, images, ctx.generator).abs()
-        self.classifier = DifferenceClassifier(self.config.classifier).fit(features, labels, ctx.generator)
-        return {"classifier_trained_on": {"members": int(labels.sum()), "nonmembers": int((labels == 0).sum())}}
+        self.classifier, trained_on = fit_difference_head(
+            self.config.classifier, self.difference(access, images, ctx.generator).abs(), labels, ctx.generator
+        )
+        return trained_on
 
     def score(self, access: BlackBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         difference = self.difference(access, images, ctx.generator)

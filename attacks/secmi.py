@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.classifiers import DifferenceClassifier, HeadConfig
+from benchmark.classifiers import HeadConfig, fit_difference_head
 from benchmark.interfaces import Attack, AttackContext
 from benchmark.registry import ATTACKS
 
@@ -58,9 +58,10 @@ class SecMI(Attack):
     def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         if self.config.head != "classifier":
             return {}
-        features = self.difference(access, images).abs()
-        self.classifier = DifferenceClassifier(self.config.classifier).fit(features, labels, ctx.generator)
-        return {"classifier_trained_on": {"members": int(labels.sum()), "nonmembers": int((labels == 0).sum())}}
+        self.classifier, trained_on = fit_difference_head(
+            self.config.classifier, self.difference(access, images).abs(), labels, ctx.generator
+        )
+        return trained_on
 
     def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         difference = self.difference(access, images)

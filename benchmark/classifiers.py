@@ -73,3 +73,11 @@ class DifferenceClassifier:
     def decision(self, features: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             return self.model((features - self.mean) / self.std).double().numpy()
+
+
+def fit_difference_head(
+    config: HeadConfig, features: torch.Tensor, labels: np.ndarray, generator: torch.Generator
+) -> tuple[DifferenceClassifier, dict]:
+    """The fitted head and what it was trained on, for the card."""
+    head = DifferenceClassifier(config).fit(features, labels, generator)
+    return head, {"classifier_trained_on": {"members": int(labels.sum()), "nonmembers": int((labels == 0).sum())}}

@@ -10,11 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from benchmark.storage import atomic_write_bytes  # noqa: E402
-from benchmark.tables import ScoreLoader, worst_case  # noqa: E402
+from benchmark.tables import ScoreLoader, budget_table, worst_case  # noqa: E402
 
 
 def _save(figure, path: Path) -> None:
@@ -63,28 +62,15 @@ def frontier_plot(cards: list[dict], path: Path) -> None:
 
 def budget_plot(cards: list[dict], path: Path) -> bool:
     """AUC and TPR@1%FPR against measured queries per sample for every budget sweep."""
-    swept = [c for c in cards if c.get("budget")]
-    if not swept:
+    table = budget_table(cards)
+    if table.empty:
         return False
-    frame = pd.DataFrame(
-        [
-            {
-                "attack": c["budget"]["attack"],
-                "target": f"{c['target']}/{c['defense']}",
-                "queries": c["queries_per_sample"],
-                "auc": c["auc"],
-                "tpr": c["tpr_at_1pct_fpr"],
-            }
-            for c in swept
-        ]
-    )
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    summary = frame.groupby(["target", "attack", "queries"], as_index=False)[["auc", "tpr"]].mean()
-    for (target, attack), line in summary.groupby(["target", "attack"]):
-        for axis, metric in zip(axes, ("auc", "tpr"), strict=True):
-            axis.plot(line["queries"], line[metric], marker="o", label=f"{attack} ({target})")
-    axes[0].set(xscale="log", xlabel="queries per sample (measured)", ylabel="AUC (mean over seeds)")
-    axes[1].set(xscale="log", xlabel="queries per sample (measured)", ylabel="TPR@1%FPR (mean over seeds)")
+    for (target, attack), line in table.groupby(["target", "attack"]):
+        for axis, metric in zip(axes, ("AUC", "TPR@1%FPR"), strict=True):
+            axis.plot(line["queries/sample"], line[metric], marker="o", label=f"{attack} ({target})")
+    for axis, metric in zip(axes, ("AUC", "TPR@1%FPR"), strict=True):
+        axis.set(xscale="log", xlabel="queries per sample (measured)", ylabel=f"{metric} (mean over seeds)")
     axes[1].legend(fontsize=7)
     figure.tight_layout()
     _save(figure, path)

@@ -41,6 +41,23 @@ def tiny_suite_dict(**changes) -> dict:
     return suite
 
 
+def plain_tiny_unet(seed: int = 0):
+    """A UNet2DModel built by plain diffusers code (not the harness), 1×8×8."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+    )
+
+
 def make_suite(raw: dict) -> Suite:
     return parse_suite(raw, default_name=raw.get("name", "test"), where="test suite")
 

@@ -1,25 +1,15 @@
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 
 from benchmark.access import BlackBoxAccess, DiffusionModel, GrayBoxAccess, ThreatModelError, WhiteBoxAccess
 from benchmark.errors import BenchmarkError
+from conftest import plain_tiny_unet
 
 
 @pytest.fixture(scope="module")
 def model() -> DiffusionModel:
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=16,
-    ).eval()
-    return DiffusionModel(unet, DDPMScheduler(num_train_timesteps=1000))
+    return DiffusionModel(plain_tiny_unet().eval(), DDPMScheduler(num_train_timesteps=1000))
 
 
 def test_counter_counts_each_sample_once_per_forward_across_chunks(model):

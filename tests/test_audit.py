@@ -11,6 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from benchmark.cli import main
+from conftest import plain_tiny_unet
 
 
 def _digits(n_members: int, n_nonmembers: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,17 +24,7 @@ def plain_model(tmp_path_factory):
     """A UNet trained by a bare diffusers loop (not the harness) on 24 digits, saved two ways."""
     root = tmp_path_factory.mktemp("plain")
     members, nonmembers = _digits(24, 24)
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=16,
-    )
+    unet = plain_tiny_unet()
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
     for _ in range(300):
@@ -106,42 +97,23 @@ def test_audit_defaults_to_every_gray_box_attack(plain_model, tmp_path):
     assert {"nais", "nais_cal", "loss", "pia"} <= attacks
 
 
+def _audit_folder(plain_model, folder, out):
+    return main(
+        ["audit", "--model", str(folder), "--members", str(plain_model / "members"),
+         "--nonmembers", str(plain_model / "nonmembers"), "--out", str(out)]
+    )  # fmt: skip
+
+
 def test_audit_refuses_pickle_only_checkpoints(plain_model, tmp_path, capsys):
     folder = tmp_path / "pickled"
     UNet2DModel.from_pretrained(plain_model / "bare" / "unet").save_pretrained(folder, safe_serialization=False)
     DDPMScheduler.from_pretrained(plain_model / "bare" / "scheduler").save_pretrained(folder)
-    code = main(
-        [
-            "audit",
-            "--model",
-            str(folder),
-            "--members",
-            str(plain_model / "members"),
-            "--nonmembers",
-            str(plain_model / "nonmembers"),
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
-    assert code == 2
+    assert _audit_folder(plain_model, folder, tmp_path / "o") == 2
     assert "pickled checkpoints" in capsys.readouterr().err
 
 
 def test_audit_needs_a_scheduler(plain_model, tmp_path, capsys):
     folder = tmp_path / "lonely"
     UNet2DModel.from_pretrained(plain_model / "bare" / "unet").save_pretrained(folder)
-    code = main(
-        [
-            "audit",
-            "--model",
-            str(folder),
-            "--members",
-            str(plain_model / "members"),
-            "--nonmembers",
-            str(plain_model / "nonmembers"),
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
-    assert code == 2
+    assert _audit_folder(plain_model, folder, tmp_path / "o") == 2
     assert "no scheduler_config.json" in capsys.readouterr().err

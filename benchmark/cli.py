@@ -19,17 +19,18 @@ def one_line(text: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
-        self.exit(2, f"error: {one_line(message)} (see `python -m benchmark {self.prog.split()[-1]} --help`)\n")
+        command = " ".join(["python -m benchmark", *self.prog.split()[1:]])
+        self.exit(2, f"error: {one_line(message)} (see `{command} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="benchmark", description="Membership-inference benchmark for diffusion models")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_integer, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument(
         "--checkpoint-every",
-        type=_non_negative,
+        type=non_negative_integer,
         default=100,
         metavar="STEPS",
         help="training checkpoint interval (0: off)",
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--attack", action="append", default=[], help="attack name (repeatable; default: gray-box)")
     audit.add_argument("--out", type=Path, default=Path("runs/audit"))
     audit.add_argument("--calibration-fraction", type=float, default=0.25)
-    audit.add_argument("--seed", type=_non_negative, default=0)
+    audit.add_argument("--seed", type=non_negative_integer, default=0)
     return parser
 
 
@@ -137,14 +138,14 @@ def _audit(args: argparse.Namespace) -> None:
     run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction, args.seed)
 
 
-def _positive(text: str) -> int:
+def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
 
 
-def _non_negative(text: str) -> int:
+def non_negative_integer(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")

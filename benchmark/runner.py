@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from benchmark import progress, runtime
 from benchmark.cache import Cache
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_json
+from benchmark.interfaces import TrainedTarget
 from benchmark.progress import console
 from benchmark.render import write_outputs
 from benchmark.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
@@ -92,83 +94,105 @@ def cell_hash(
     )
 
 
+@dataclass
+class TargetCells:
+    """One trained target and the attacks still to run on it (everything one (dataset, seed,
+    target, defense) combination shares)."""
+
+    suite: Suite
+    dataset: Component
+    target: Component
+    defense: Component
+    seed: int
+    images: torch.Tensor
+    split: Split
+    hashes: dict[str, str]
+
+    @property
+    def where(self) -> str:
+        return f"{self.dataset.label}/{self.target.label}/{self.defense.label}/seed {self.seed}"
+
+
 def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
     store = ResultStore(out)
     total = len(suite.datasets) * len(suite.seeds) * len(suite.targets) * len(suite.defenses) * len(suite.attacks)
-    done = 0
+    counter = {"done": 0, "total": total}
     planned: set[str] = set()
-    for dataset_spec in suite.datasets:
-        images = dataset_spec.instantiate().load()
+    for dataset in suite.datasets:
+        images = dataset.instantiate().load()
         for seed in suite.seeds:
             split = make_split(images, suite.split, seed)
-            eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
-            cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
-            for target_spec in suite.targets:
-                for defense_spec in suite.defenses:
-                    hashes = {
-                        a.label: cell_hash(suite, dataset_spec, target_spec, defense_spec, a, seed)
-                        for a in suite.attacks
-                    }
+            for target in suite.targets:
+                for defense in suite.defenses:
+                    hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in suite.attacks}
                     planned.update(hashes.values())
-                    pending = [a for a in suite.attacks if not store.has(hashes[a.label])]
-                    done += len(suite.attacks) - len(pending)
-                    if not pending:
-                        continue
-                    where = f"{dataset_spec.label}/{target_spec.label}/{defense_spec.label}/seed {seed}"
-                    console.print(f"[bold]{where}[/]: obtaining target")
-                    progress.doing = f"obtaining the target {where}"
-                    key = target_key(dataset_spec, split.sha256, target_spec, defense_spec)
-                    defense = defense_spec.instantiate()
-                    trained = target_spec.instantiate().obtain(images[split.training], defense, seed, cache, key)
-                    utility = measure_utility(
-                        trained.model, images[split.training], images[split.calibration_nonmembers]
-                    )
-                    for attack_spec in pending:
-                        progress.doing = f"scoring {attack_spec.label} on {where}"
-                        result, arrays = run_attack(
-                            attack_spec,
-                            trained.model,
-                            eval_images,
-                            eval_labels,
-                            cal_images,
-                            cal_labels,
-                            seed,
-                            suite.scoring,
-                            shadow_provider(images, split, dataset_spec, target_spec, defense_spec, seed, cache),
-                        )
-                        card = {
-                            "schema_version": CARD_SCHEMA_VERSION,
-                            "suite": suite.name,
-                            "suite_version": suite.version,
-                            "dataset": dataset_spec.label,
-                            "dataset_config": dataset_spec.description["config"],
-                            "split_sha256": split.sha256,
-                            "split_sizes": dataclasses.asdict(suite.split),
-                            "split_indices": split.indices(),
-                            "target": target_spec.label,
-                            "target_config": target_spec.description["config"],
-                            "target_hash": trained.target_hash,
-                            "training": trained.training,
-                            "defense": defense_spec.label,
-                            "defense_config": defense_spec.description["config"],
-                            "defense_costs": trained.training.get("defense_costs", {}),
-                            "seed": seed,
-                            "n_members": int(eval_labels.sum()),
-                            "n_nonmembers": int((eval_labels == 0).sum()),
-                            "n_calibration": len(cal_labels),
-                            "utility": utility,
-                            "config_hash": hashes[attack_spec.label],
-                            "versions": software_versions(),
-                            "device": str(runtime.device()),
-                            "provenance": "reproduced",
-                            **result,
-                        }
-                        store.add(card, arrays)
-                        done += 1
-                        console.print(
-                            f"  [{done}/{total}] {attack_spec.label}: AUC {card['auc']:.3f}, "
-                            f"TPR@1%FPR {card['tpr_at_1pct_fpr']:.3f}, {card['queries_per_sample']:g} queries/sample"
-                        )
+                    cells = TargetCells(suite, dataset, target, defense, seed, images, split, hashes)
+                    _run_cells(cells, store, cache, counter)
     cards = [card for card in store.cards if card["config_hash"] in planned]
     write_outputs(store.out, cards, store.load_scores, console_table)
     return cards
+
+
+def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
+    """Obtain the target only if some attack on it is unfinished, then run those attacks."""
+    pending = [a for a in cells.suite.attacks if not store.has(cells.hashes[a.label])]
+    counter["done"] += len(cells.suite.attacks) - len(pending)
+    if not pending:
+        return
+    split, images = cells.split, cells.images
+    console.print(f"[bold]{cells.where}[/]: obtaining target")
+    progress.doing = f"obtaining the target {cells.where}"
+    key = target_key(cells.dataset, split.sha256, cells.target, cells.defense)
+    trained = cells.target.instantiate().obtain(
+        images[split.training], cells.defense.instantiate(), cells.seed, cache, key
+    )
+    utility = measure_utility(trained.model, images[split.training], images[split.calibration_nonmembers])
+    eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
+    cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+    shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)
+    for attack in pending:
+        progress.doing = f"scoring {attack.label} on {cells.where}"
+        result, arrays = run_attack(
+            attack, trained.model, eval_images, eval_labels, cal_images, cal_labels, cells.seed,
+            cells.suite.scoring, shadows,
+        )  # fmt: skip
+        card = _card(cells, trained, utility, eval_labels, len(cal_labels), cells.hashes[attack.label], result)
+        store.add(card, arrays)
+        counter["done"] += 1
+        console.print(
+            f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card['auc']:.3f}, "
+            f"TPR@1%FPR {card['tpr_at_1pct_fpr']:.3f}, {card['queries_per_sample']:g} queries/sample"
+        )
+
+
+def _card(
+    cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, n_calibration: int,
+    config_hash: str, result: dict,
+) -> dict:  # fmt: skip
+    return {
+        "schema_version": CARD_SCHEMA_VERSION,
+        "suite": cells.suite.name,
+        "suite_version": cells.suite.version,
+        "dataset": cells.dataset.label,
+        "dataset_config": cells.dataset.description["config"],
+        "split_sha256": cells.split.sha256,
+        "split_sizes": dataclasses.asdict(cells.suite.split),
+        "split_indices": cells.split.indices(),
+        "target": cells.target.label,
+        "target_config": cells.target.description["config"],
+        "target_hash": trained.target_hash,
+        "training": trained.training,
+        "defense": cells.defense.label,
+        "defense_config": cells.defense.description["config"],
+        "defense_costs": trained.training.get("defense_costs", {}),
+        "seed": cells.seed,
+        "n_members": int(eval_labels.sum()),
+        "n_nonmembers": int((eval_labels == 0).sum()),
+        "n_calibration": n_calibration,
+        "utility": utility,
+        "config_hash": config_hash,
+        "versions": software_versions(),
+        "device": str(runtime.device()),
+        "provenance": "reproduced",
+        **result,
+    }

@@ -1,0 +1,17 @@
+"""`perf --tiny` runs end to end; the figures themselves are benchmarks, never asserted as wall times."""
+
+import json
+
+from benchmark.cli import main
+
+
+def test_perf_tiny_writes_every_ratio(tmp_path):
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--tiny", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    attacks = {row["attack"]: row for row in report["scoring"]}
+    assert {"loss", "nais", "pia", "secmi", "sima"} <= set(attacks)
+    assert attacks["nais"]["queries_per_sample"] == 5
+    assert all(row["overhead"] > 0 for row in report["scoring"])
+    assert report["training"]["harness_over_bare"] > 0
+    assert len(report["scaling"]["ratios"]) == 2

@@ -59,7 +59,7 @@ def run_audit(
     shape = trained.model.sample_shape
     members, member_files = load_image_folder(members_dir, shape)
     nonmembers, nonmember_files = load_image_folder(nonmembers_dir, shape)
-    utility = measure_utility(trained.model, members, nonmembers)
+    utility = measure_utility(trained.model, members, nonmembers, nonmembers, features=None)
     rng = np.random.default_rng(seed)
     members, cal_members = _hold_out(members, calibration_fraction, rng)
     nonmembers, cal_nonmembers = _hold_out(nonmembers, calibration_fraction, rng)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from benchmark.access import DiffusionModel, ThreatModel
+from benchmark.training import TrainingJob, fit
 
 
 @dataclass
@@ -66,16 +67,28 @@ class Attack(abc.ABC):
 
 
 class Defense(abc.ABC):
-    """Changes how a target is trained. The default hooks change nothing."""
+    """Changes how a target is trained. The default hooks change nothing.
+
+    Override ``transform`` to change the batches (augmentation), or ``train`` to change the
+    procedure (a privacy engine, a stopping rule, distillation); ``costs`` reports what it took.
+    """
 
     Config: ClassVar[type]
 
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    def validation_size(self) -> int:
+        """How many held-out images (disjoint from every evaluated image) ``train`` needs."""
+        return 0
+
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Applied to every training batch before noising (augmentation lives here)."""
         return batch
+
+    def train(self, job: TrainingJob, unet: Any) -> dict[str, Any]:
+        """Train ``unet`` (fresh from ``job.new_unet()``) in place; returns the training report."""
+        return fit(job, unet, transform=self.transform)
 
     def costs(self) -> dict[str, Any]:
         """What the defense cost, for the card (ε, steps, ...)."""
@@ -100,8 +113,12 @@ class Target(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache: Any, key: dict) -> TrainedTarget:
-        """Train on ``members`` under ``defense`` (or load); ``key`` identifies the data and defense."""
+    def obtain(
+        self, members: torch.Tensor, defense: Defense, seed: int, cache: Any, key: dict,
+        validation: torch.Tensor | None = None,
+    ) -> TrainedTarget:  # fmt: skip
+        """Train on ``members`` under ``defense`` (or load); ``key`` identifies the data, the
+        defense and ``validation`` (the held-out images the defense asked for, if any)."""
 
 
 class Dataset(abc.ABC):
@@ -115,3 +132,7 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def load(self) -> torch.Tensor:
         """All images the split may draw from."""
+
+    def labels(self) -> np.ndarray | None:
+        """Class labels aligned with ``load()``, or None; utility trains its FID features on them."""
+        return None

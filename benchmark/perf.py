@@ -29,6 +29,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.interfaces import AttackContext
 from benchmark.registry import ATTACKS, DEFENSES, TARGETS
 from benchmark.storage import atomic_write_text
+from benchmark.training import Recipe, TrainingJob
 
 
 @dataclass
@@ -114,12 +115,14 @@ def _bare_training(model: DiffusionModel, members: torch.Tensor, steps: int, lr:
 def _harness_training(sizes: PerfSizes, members: torch.Tensor, defense_name: str = "none") -> float:
     """Seconds of the harness's own ``train`` (model built before the clock starts, as in the bare loop)."""
     model, config = _model(sizes)
-    module = sys.modules[TARGETS.get("ddpm_unet").cls.__module__]
     defense_entry = DEFENSES.get(defense_name)
     defense = defense_entry.cls(build_config(defense_entry.cls.Config, defense_name, defense_entry.preset))
+    recipe = Recipe(config.train_steps, config.batch_size, config.learning_rate, config.grad_clip)
     with tempfile.TemporaryDirectory() as scratch:
+        job = TrainingJob(lambda: _model(sizes)[0].unet, model.scheduler, members, members[:0], recipe, 0,
+                          Path(scratch))  # fmt: skip
         started = time.perf_counter()
-        module.train(model.unet, model.scheduler, members, config, defense, 0, Path(scratch) / "checkpoint")
+        defense.train(job, model.unet)
         return time.perf_counter() - started
 
 

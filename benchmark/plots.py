@@ -46,12 +46,16 @@ def frontier_plot(cards: list[dict], path: Path) -> None:
     worst = worst_case([c for c in cards if not c.get("budget")])
     if worst.empty:
         return
+    if worst["fid"].notna().all():
+        x, x_label = "fid", "FID, classifier features (lower = better samples)"
+    else:
+        x, x_label = "heldout_mse", "held-out denoising MSE (lower = more useful)"
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for axis, metric, label in ((axes[0], "auc", "worst-case AUC"), (axes[1], "tpr", "worst-case TPR@1%FPR")):
         for _, row in worst.iterrows():
-            axis.scatter(row["heldout_mse"], row[metric])
-            axis.annotate(f"{row['defense']} ({row['target']})", (row["heldout_mse"], row[metric]), fontsize=7)
-        axis.set(xlabel="held-out denoising MSE (lower = more useful)", ylabel=label)
+            axis.scatter(row[x], row[metric])
+            axis.annotate(f"{row['defense']} ({row['target']})", (row[x], row[metric]), fontsize=7)
+        axis.set(xlabel=x_label, ylabel=label)
     axes[0].axhline(0.5, color="k", linestyle=":", linewidth=0.8)
     axes[0].set_ylim(0.4, 1.02)
     axes[1].set_ylim(-0.02, 1.02)

@@ -62,6 +62,15 @@ class ResultStore:
         """Scores first, then the card: a card on disk always has its scores beside it."""
         atomic_save_npz(self.scores_path(card), **arrays)
         self.cards = [c for c in self.cards if c.get("config_hash") != card["config_hash"]] + [card]
+        self._write()
+
+    def set_utility(self, target_hash: str, utility: dict) -> None:
+        """Utility belongs to the target, so every card of that target carries the same copy,
+        including cards finished before the utility metrics last changed."""
+        self.cards = [c | {"utility": utility} if c.get("target_hash") == target_hash else c for c in self.cards]
+        self._write()
+
+    def _write(self) -> None:
         atomic_write_text(self.path, "".join(json.dumps(c, sort_keys=True) + "\n" for c in self.cards))
 
     def load_scores(self, card: dict) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ import torch
 from benchmark import progress, runtime
 from benchmark.cache import Cache
 from benchmark.errors import BenchmarkError
+from benchmark.fid import FeatureExtractor, feature_extractor
 from benchmark.hashing import sha256_json
 from benchmark.interfaces import TrainedTarget
 from benchmark.progress import console
@@ -20,7 +21,7 @@ from benchmark.results import CARD_SCHEMA_VERSION, ResultStore, software_version
 from benchmark.scoring import run_attack
 from benchmark.splits import Split, make_split
 from benchmark.suite import Component, Suite
-from benchmark.utility import measure_utility
+from benchmark.utility import UTILITY_VERSION, measure_utility
 
 
 def labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -38,6 +39,32 @@ def target_key(dataset: Component, split_sha256: str, target: Component, defense
     }
 
 
+def unused_pool(split: Split, n_images: int) -> np.ndarray:
+    """Indices no block of the split uses: the only images shadows and validation may draw from."""
+    return np.setdiff1d(np.arange(n_images), np.concatenate(list(split.indices().values())))
+
+
+def obtain_target(
+    images: torch.Tensor, members: np.ndarray, pool: np.ndarray, key: dict, target: Component,
+    defense: Component, seed: int, cache: Cache,
+) -> TrainedTarget:  # fmt: skip
+    """Train (or load) a target on ``images[members]``; a defense that asks for validation images
+    gets a seeded draw from ``pool``, and the draw joins the cache key."""
+    instance = defense.instantiate()
+    wanted = instance.validation_size()
+    validation = None
+    if wanted:
+        if wanted > len(pool):
+            raise BenchmarkError(
+                f"defense {defense.label} needs {wanted} validation images but only {len(pool)} are outside "
+                "the split; lower the split sizes or the defense's validation size"
+            )
+        chosen = np.sort(np.random.default_rng([seed, 0x7A11D]).choice(pool, wanted, replace=False))
+        validation = images[chosen]
+        key = key | {"validation_sha256": sha256_json(chosen.tolist())}
+    return target.instantiate().obtain(images[members], instance, seed, cache, key, validation)
+
+
 def shadow_provider(
     images: torch.Tensor,
     split: Split,
@@ -53,8 +80,7 @@ def shadow_provider(
     shadow its own seeded draw of the same size as the target's training set; shadows are cached
     like targets.
     """
-    used = np.concatenate(list(split.indices().values()))
-    pool = np.setdiff1d(np.arange(len(images)), used)
+    pool = unused_pool(split, len(images))
     size = len(split.training)
 
     def shadows(n: int) -> list[tuple]:
@@ -68,7 +94,8 @@ def shadow_provider(
             order = np.random.default_rng([seed, index, 0x5AD0]).permutation(pool)
             members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
             key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
-            trained = target.instantiate().obtain(images[members], defense.instantiate(), seed, cache, key)
+            rest = np.setdiff1d(pool, order[: 2 * size])
+            trained = obtain_target(images, members, rest, key, target, defense, seed, cache)
             models.append((trained.model, images[members], images[nonmembers]))
         return models
 
@@ -106,7 +133,9 @@ class TargetCells:
     seed: int
     images: torch.Tensor
     split: Split
+    attacks: list[Component]
     hashes: dict[str, str]
+    features: FeatureExtractor | None
 
     @property
     def where(self) -> str:
@@ -115,18 +144,21 @@ class TargetCells:
 
 def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
     store = ResultStore(out)
-    total = len(suite.datasets) * len(suite.seeds) * len(suite.targets) * len(suite.defenses) * len(suite.attacks)
-    counter = {"done": 0, "total": total}
+    per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
+    counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
     planned: set[str] = set()
     for dataset in suite.datasets:
-        images = dataset.instantiate().load()
+        source = dataset.instantiate()
+        images, labels = source.load(), source.labels()
+        features = None if labels is None else feature_extractor(dataset.description, images, labels, cache)
         for seed in suite.seeds:
             split = make_split(images, suite.split, seed)
             for target in suite.targets:
-                for defense in suite.defenses:
-                    hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in suite.attacks}
+                for defense in suite.defenses_for(seed):
+                    attacks = suite.attacks_for(defense)
+                    hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in attacks}
                     planned.update(hashes.values())
-                    cells = TargetCells(suite, dataset, target, defense, seed, images, split, hashes)
+                    cells = TargetCells(suite, dataset, target, defense, seed, images, split, attacks, hashes, features)
                     _run_cells(cells, store, cache, counter)
     cards = [card for card in store.cards if card["config_hash"] in planned]
     write_outputs(store.out, cards, store.load_scores, console_table)
@@ -134,19 +166,26 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
 
 
 def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
-    """Obtain the target only if some attack on it is unfinished, then run those attacks."""
-    pending = [a for a in cells.suite.attacks if not store.has(cells.hashes[a.label])]
-    counter["done"] += len(cells.suite.attacks) - len(pending)
-    if not pending:
+    """Obtain the target only if some attack on it is unfinished or its utility is stale, then
+    measure what is missing."""
+    pending = [a for a in cells.attacks if not store.has(cells.hashes[a.label])]
+    counter["done"] += len(cells.attacks) - len(pending)
+    finished = [c for c in store.cards if c["config_hash"] in set(cells.hashes.values())]
+    stale = any(c["utility"].get("version") != UTILITY_VERSION for c in finished)
+    if not pending and not stale:
         return
     split, images = cells.split, cells.images
     console.print(f"[bold]{cells.where}[/]: obtaining target")
     progress.doing = f"obtaining the target {cells.where}"
     key = target_key(cells.dataset, split.sha256, cells.target, cells.defense)
-    trained = cells.target.instantiate().obtain(
-        images[split.training], cells.defense.instantiate(), cells.seed, cache, key
-    )
-    utility = measure_utility(trained.model, images[split.training], images[split.calibration_nonmembers])
+    pool = unused_pool(split, len(images))
+    trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache)
+    progress.doing = f"measuring the utility of {cells.where}"
+    utility = measure_utility(
+        trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
+        cells.features,
+    )  # fmt: skip
+    store.set_utility(trained.target_hash, utility)
     eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
     shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)

@@ -16,20 +16,26 @@ import yaml
 
 from benchmark.configs import build_config
 from benchmark.errors import BenchmarkError
-from benchmark.hashing import sha256_json
 from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.splits import SplitSizes
 
 
 @dataclass
 class Component:
-    """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart."""
+    """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart.
+
+    ``seeds`` (defenses) limits a component to some of the suite's seeds, and ``defenses`` (budget
+    points) to some defenses: both choose which cells exist, never what a cell computes, so they
+    stay out of ``description`` and of every hash.
+    """
 
     registry: str
     name: str
     label: str
     config: Any
     budget: dict | None = None
+    seeds: list[int] | None = None
+    defenses: list[str] | None = None
 
     def instantiate(self) -> Any:
         return REGISTRIES[self.registry].get(self.name).cls(self.config)
@@ -62,9 +68,11 @@ class Suite:
     split: SplitSizes
     scoring: Scoring = field(default_factory=Scoring)
 
-    @property
-    def suite_hash(self) -> str:
-        return sha256_json(dataclasses.asdict(self))
+    def defenses_for(self, seed: int) -> list[Component]:
+        return [d for d in self.defenses if d.seeds is None or seed in d.seeds]
+
+    def attacks_for(self, defense: Component) -> list[Component]:
+        return [a for a in self.attacks if a.defenses is None or defense.label in a.defenses]
 
 
 REGISTRIES: dict[str, Registry] = {
@@ -141,7 +149,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
     version = raw.get("version", 1)
     if type(version) is not int:
         raise BenchmarkError(f"{where}: 'version' must be an integer")
-    return Suite(
+    suite = Suite(
         name=str(raw.get("name", default_name)),
         version=version,
         description=str(raw.get("description", "")),
@@ -153,6 +161,22 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
     )
+    _check_subsets(suite, where)
+    return suite
+
+
+def _check_subsets(suite: Suite, where: str) -> None:
+    defense_labels = [d.label for d in suite.defenses]
+    for defense in suite.defenses:
+        if defense.seeds is not None and not set(defense.seeds) <= set(suite.seeds):
+            raise BenchmarkError(f"{where}: defense '{defense.label}' lists seeds that are not in 'seeds'")
+    for attack in suite.attacks:
+        unknown = set(attack.defenses or []) - set(defense_labels)
+        if unknown:
+            raise BenchmarkError(
+                f"{where}: budget '{attack.label}' names unknown defense(s) {', '.join(sorted(unknown))}; "
+                f"defenses in this suite: {', '.join(defense_labels)}"
+            )
 
 
 def _budget(sweeps: Any, where: str) -> list[Component]:
@@ -165,14 +189,25 @@ def _budget(sweeps: Any, where: str) -> list[Component]:
         raise BenchmarkError(f"{where}: 'budget' must be a list of {{attack, param, values}} mappings")
     components = []
     for sweep in sweeps:
-        if not isinstance(sweep, dict) or set(sweep) != {"attack", "param", "values"} or not sweep["values"]:
-            raise BenchmarkError(f"{where}: each budget entry needs exactly 'attack', 'param' and non-empty 'values'")
+        keys = set(sweep) if isinstance(sweep, dict) else set()
+        if (
+            not {"attack", "param", "values"} <= keys
+            or keys - {"attack", "param", "values", "defenses"}
+            or not sweep["values"]
+        ):
+            raise BenchmarkError(
+                f"{where}: each budget entry needs 'attack', 'param' and non-empty 'values' (optional: 'defenses')"
+            )
+        defenses = sweep.get("defenses")
+        if defenses is not None and (not isinstance(defenses, list) or not defenses):
+            raise BenchmarkError(f"{where}: a budget entry's 'defenses' must be a non-empty list of defense labels")
         entry = ATTACKS.get(str(sweep["attack"]))
         for value in sweep["values"]:
             label = f"{entry.name}@{sweep['param']}={value}"
             config = build_config(entry.cls.Config, f"{where}: budget '{label}'", entry.preset, {sweep["param"]: value})
             budget = {"attack": entry.name, "param": sweep["param"], "value": value}
-            components.append(Component("attacks", entry.name, label, config, budget))
+            only = None if defenses is None else [str(d) for d in defenses]
+            components.append(Component("attacks", entry.name, label, config, budget, defenses=only))
     return components
 
 
@@ -191,17 +226,22 @@ def _components(raw: dict, key: str, where: str) -> list[Component]:
     for item in items:
         if isinstance(item, str):
             item = {"name": item}
-        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "label", "params"}:
+        allowed = {"name", "label", "params"} | ({"seeds"} if key == "defenses" else set())
+        if not isinstance(item, dict) or "name" not in item or set(item) - allowed:
             raise BenchmarkError(
-                f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional 'label' and 'params'"
+                f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional "
+                + ("'label', 'params' and 'seeds'" if key == "defenses" else "'label' and 'params'")
             )
+        seeds = item.get("seeds")
+        if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(type(x) is int for x in seeds)):
+            raise BenchmarkError(f"{where}: 'seeds' of {key} '{item['name']}' must be a non-empty list of integers")
         entry = REGISTRIES[key].get(str(item["name"]))
         label = str(item.get("label", entry.name))
         params = item.get("params") or {}
         if not isinstance(params, dict):
             raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")
         config = build_config(entry.cls.Config, f"{where}: {key} '{label}'", entry.preset, params)
-        components.append(Component(key, entry.name, label, config))
+        components.append(Component(key, entry.name, label, config, seeds=seeds))
     labels = [c.label for c in components]
     duplicate = next((x for x in labels if labels.count(x) > 1), None)
     if duplicate:

@@ -50,6 +50,7 @@ def _frame(cards: list[dict]) -> pd.DataFrame:
                 "backward": c.get("backward_passes_per_sample", 0.0),
                 **{title: c[key] for key, title in METRICS},
                 "heldout_mse": c["utility"].get("heldout_denoising_mse", np.nan),
+                "fid": np.nan if c["utility"].get("fid") is None else c["utility"]["fid"],
                 "epsilon": c.get("defense_costs", {}).get("epsilon", np.nan),
             }
             for c in cards
@@ -95,6 +96,7 @@ def worst_case(cards: list[dict]) -> pd.DataFrame:
                 "tpr": by_tpr["TPR@1%FPR"],
                 "tpr_attack": by_tpr["attack"],
                 "heldout_mse": group["heldout_mse"].mean(),
+                "fid": group["fid"].mean(),
                 "epsilon": group["epsilon"].mean(),
             }
         )
@@ -109,6 +111,7 @@ def defense_ranking(cards: list[dict]) -> pd.DataFrame:
             **{key: worst[key] for key in GROUP},
             "worst-case AUC": [f"{a:.3f} ({n})" for a, n in zip(worst["auc"], worst["auc_attack"], strict=True)],
             "worst-case TPR@1%FPR": [f"{t:.3f} ({n})" for t, n in zip(worst["tpr"], worst["tpr_attack"], strict=True)],
+            "FID (lower = better samples)": ["—" if np.isnan(f) else f"{f:.1f}" for f in worst["fid"]],
             "held-out denoising MSE": [f"{m:.4f}" for m in worst["heldout_mse"]],
             "ε": ["∞" if np.isnan(e) else f"{e:.2f}" for e in worst["epsilon"]],
         }

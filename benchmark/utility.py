@@ -1,7 +1,8 @@
-"""Utility of a (defended) target: denoising loss on held-out vs training images.
+"""Utility of a (defended) target: denoising loss on held-out vs training images, and FID.
 
 The timesteps and noise draws are fixed, so every target is measured on the same footing, and the
-gap between the two losses shows how much the target memorised.
+gap between the two losses shows how much the target memorised. A defense that wrecks the model
+"wins" privacy trivially; these numbers sit beside every privacy number so a reader can tell.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import torch
 
 from benchmark.access import DiffusionModel
+from benchmark.fid import FeatureExtractor, sample_quality
+
+UTILITY_VERSION = 2  # bump when a utility number would change; stale utilities are recomputed
 
 UTILITY_TIMESTEPS = 10
 UTILITY_NOISE_SEED = 20261127
@@ -31,11 +35,23 @@ def denoising_mse(model: DiffusionModel, images: torch.Tensor, batch_size: int =
     return total / count
 
 
-def measure_utility(model: DiffusionModel, training: torch.Tensor, heldout: torch.Tensor) -> dict[str, float]:
+def measure_utility(
+    model: DiffusionModel,
+    training: torch.Tensor,
+    heldout: torch.Tensor,
+    reference: torch.Tensor,
+    features: FeatureExtractor | None,
+) -> dict:
+    """Denoising MSE on ``heldout`` and ``training``; FID of samples against ``reference`` (the
+    evaluated non-members) when the dataset has labels to train FID features on."""
     heldout_mse = denoising_mse(model, heldout)
     training_mse = denoising_mse(model, training)
-    return {
+    utility = {
+        "version": UTILITY_VERSION,
         "heldout_denoising_mse": heldout_mse,
         "training_denoising_mse": training_mse,
         "generalization_gap": heldout_mse - training_mse,
     }
+    if features is None:
+        return utility | {"fid": None, "fid_features": "none: no labelled images to train FID features on"}
+    return utility | sample_quality(model, reference, features)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from benchmark import progress, runtime
+from benchmark import runtime
 from benchmark.access import DiffusionModel
-from benchmark.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.hashing import sha256_json
 from benchmark.interfaces import Defense, Target, TrainedTarget
 from benchmark.registry import TARGETS
+from benchmark.training import Recipe, TrainingJob
 
 TRAINER_VERSION = 1  # bump when the training loop changes the weights it produces
 
@@ -66,88 +64,30 @@ def build_scheduler(config: DDPMUNetConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule)
 
 
-def train(
-    unet: UNet2DModel,
-    scheduler: DDPMScheduler,
-    members: torch.Tensor,
-    config: DDPMUNetConfig,
-    defense: Defense,
-    seed: int,
-    checkpoints: Path,
-) -> dict:
-    """ε-prediction MSE on the members; batches cycle through seeded permutations of the set.
-
-    Every ``runtime.checkpoint_every()`` steps the whole state (weights, optimizer, the data and
-    noise generator, the pending permutation, the losses so far) goes to ``checkpoints``; a killed
-    run resumes there and ends with the same weights as an uninterrupted one.
-    """
-    accelerator = runtime.accelerator()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
-    order = torch.empty(0, dtype=torch.long)
-    losses: list[float] = []
-    step, seconds_before = 0, 0.0
-    resumed = load_checkpoint(checkpoints)
-    if resumed is not None:
-        tensors, optimizer_state, meta = resumed
-        unet.load_state_dict({k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")})
-        optimizer.load_state_dict(optimizer_state)
-        generator.set_state(tensors["generator"])
-        order, losses, step, seconds_before = tensors["order"], meta["losses"], meta["step"], meta["seconds"]
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    unet.train()
-    started = time.perf_counter()
-    every = runtime.checkpoint_every()
-    with progress.steps("training target", config.train_steps) as advance:
-        advance(step)
-        while step < config.train_steps:
-            if len(order) < min(config.batch_size, len(members)):
-                order = torch.cat([order, torch.randperm(len(members), generator=generator)])
-            batch_ids, order = order[: config.batch_size], order[config.batch_size :]
-            clean = defense.transform(members[batch_ids], generator)
-            noise = torch.randn(clean.shape, generator=generator)
-            t = torch.randint(0, config.num_train_timesteps, (len(clean),), generator=generator)
-            noisy = scheduler.add_noise(clean, noise, t)
-            device = accelerator.device
-            prediction = unet(noisy.to(device), t.to(device)).sample
-            loss = F.mse_loss(prediction, noise.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            advance()
-            if every and step % every == 0 and step < config.train_steps:
-                state = {f"unet.{k}": v for k, v in accelerator.unwrap_model(unet).state_dict().items()}
-                state |= {"generator": generator.get_state(), "order": order}
-                elapsed = seconds_before + time.perf_counter() - started
-                save_checkpoint(
-                    checkpoints, state, optimizer.state_dict(), {"step": step, "losses": losses, "seconds": elapsed}
-                )
-    tail = losses[-max(1, len(losses) // 10) :]
-    return {
-        "steps": config.train_steps,
-        "resumed_from_step": resumed[2]["step"] if resumed else 0,
-        "train_seconds": round(seconds_before + time.perf_counter() - started, 3),
-        "final_train_loss": sum(tail) / len(tail),
-        "epochs": config.train_steps * config.batch_size / len(members),
-    }
-
-
 @TARGETS.register("ddpm_unet", "diffusers UNet2DModel + DDPMScheduler trained by the harness on the members")
 class DDPMUNet(Target):
     Config = DDPMUNetConfig
 
-    def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict) -> TrainedTarget:
+    def obtain(
+        self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
+        validation: torch.Tensor | None = None,
+    ) -> TrainedTarget:  # fmt: skip
         target_hash = sha256_json({"key": key, "seed": seed, "trainer": TRAINER_VERSION})
 
-        def build(folder: Path, scratch: Path) -> dict:
+        def new_unet() -> UNet2DModel:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
-                unet = build_unet(self.config, tuple(members.shape[1:]))
+                return build_unet(self.config, tuple(members.shape[1:]))
+
+        def build(folder: Path, scratch: Path) -> dict:
             scheduler = build_scheduler(self.config)
-            report = train(unet, scheduler, members, self.config, defense, seed, scratch / "checkpoint")
+            recipe = Recipe(self.config.train_steps, self.config.batch_size, self.config.learning_rate,
+                            self.config.grad_clip)  # fmt: skip
+            empty = members[:0]
+            job = TrainingJob(new_unet, scheduler, members, empty if validation is None else validation, recipe,
+                              seed, scratch)  # fmt: skip
+            unet = new_unet()
+            report = defense.train(job, unet)
             report["defense_costs"] = defense.costs()
             unet = runtime.accelerator().unwrap_model(unet).to("cpu").eval()
             DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)

@@ -82,7 +82,10 @@ def load_diffusers_folder(folder: Path) -> DiffusionModel:
 class DiffusersFolder(Target):
     Config = DiffusersFolderConfig
 
-    def obtain(self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict) -> TrainedTarget:
+    def obtain(
+        self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
+        validation: torch.Tensor | None = None,
+    ) -> TrainedTarget:  # fmt: skip
         folder = Path(self.config.path)
         model = load_diffusers_folder(folder)
         weights = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*.safetensors"))}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -31,3 +32,6 @@ class Digits(Dataset):
             size = (self.config.image_size, self.config.image_size)
             pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
         return (pixels.clamp(0, 1) * 2 - 1).contiguous()
+
+    def labels(self) -> np.ndarray:
+        return load_digits().target

@@ -1,0 +1,163 @@
+"""The standard ε-prediction training loop, and the job description every defense trains from.
+
+Defenses change training in four ways (the batch, the regression target, the stopping rule, the
+whole procedure); ``fit`` takes the first three as hooks, and a defense that replaces the
+procedure (DP-SGD, distillation) gets the same ``TrainingJob`` and may call ``fit`` for its parts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+
+from benchmark import progress, runtime
+from benchmark.checkpoints import load_checkpoint, save_checkpoint
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# (noisy images, timesteps, drawn noise, indices of the batch into job.members) -> regression target
+RegressionTarget = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Recipe:
+    """The target's optimisation settings that a defense trains under."""
+
+    train_steps: int
+    batch_size: int
+    learning_rate: float
+    grad_clip: float
+
+
+@dataclass
+class TrainingJob:
+    """Everything a defense may use to train a target.
+
+    ``validation`` holds images disjoint from every image any attack evaluates (empty unless the
+    defense asked for them); ``scratch`` is where checkpoints of this job live.
+    """
+
+    new_unet: Callable[[], UNet2DModel]
+    scheduler: DDPMScheduler
+    members: torch.Tensor
+    validation: torch.Tensor
+    recipe: Recipe
+    seed: int
+    scratch: Path
+
+
+class Monitor(Protocol):
+    """Watches training and may stop it; its state is checkpointed with the weights."""
+
+    def after_step(self, step: int, unet: UNet2DModel) -> bool:
+        """Called after every optimiser step; True stops training."""
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors, JSON-able values) to checkpoint."""
+
+    def restore(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        """Load what ``state`` returned."""
+
+    def finish(self, unet: UNet2DModel) -> dict[str, Any]:
+        """Called once training ends (e.g. to restore the best weights); returns what to report."""
+
+
+def noised_batch(
+    scheduler: DDPMScheduler, clean: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy, timesteps, noise): the DDPM forward process at uniformly drawn timesteps."""
+    noise = torch.randn(clean.shape, generator=generator)
+    t = torch.randint(0, int(scheduler.config.num_train_timesteps), (len(clean),), generator=generator)
+    return scheduler.add_noise(clean, noise, t), t, noise
+
+
+def fit(
+    job: TrainingJob,
+    unet: UNet2DModel,
+    *,
+    members: torch.Tensor | None = None,
+    transform: Transform | None = None,
+    regression_target: RegressionTarget | None = None,
+    monitor: Monitor | None = None,
+    seed: int | None = None,
+    checkpoint_name: str = "checkpoint",
+    title: str = "training target",
+) -> dict[str, Any]:
+    """Train ``unet`` in place on ``members`` (default: the job's) with MSE to the noise (or to
+    ``regression_target``); batches cycle through seeded permutations of the set.
+
+    Every ``runtime.checkpoint_every()`` steps the whole state (weights, optimizer, the data and
+    noise generator, the pending permutation, the losses so far, the monitor's state) goes to
+    ``job.scratch / checkpoint_name``; a killed run resumes there and ends with the same weights as
+    an uninterrupted one.
+    """
+    members = job.members if members is None else members
+    recipe, scheduler = job.recipe, job.scheduler
+    accelerator = runtime.accelerator()
+    generator = torch.Generator().manual_seed(job.seed if seed is None else seed)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.learning_rate)
+    order = torch.empty(0, dtype=torch.long)
+    losses: list[float] = []
+    step, seconds_before = 0, 0.0
+    stopped = False
+    checkpoints = job.scratch / checkpoint_name
+    resumed = load_checkpoint(checkpoints)
+    if resumed is not None:
+        tensors, optimizer_state, meta = resumed
+        unet.load_state_dict({k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")})
+        optimizer.load_state_dict(optimizer_state)
+        generator.set_state(tensors["generator"])
+        order, losses, step, seconds_before = tensors["order"], meta["losses"], meta["step"], meta["seconds"]
+        if monitor is not None:
+            monitor.restore({k[len("monitor.") :]: v for k, v in tensors.items() if k.startswith("monitor.")},
+                            meta["monitor"])  # fmt: skip
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet.train()
+    started = time.perf_counter()
+    every = runtime.checkpoint_every()
+    device = accelerator.device
+    with progress.steps(title, recipe.train_steps) as advance:
+        advance(step)
+        while step < recipe.train_steps and not stopped:
+            if len(order) < min(recipe.batch_size, len(members)):
+                order = torch.cat([order, torch.randperm(len(members), generator=generator)])
+            batch_ids, order = order[: recipe.batch_size], order[recipe.batch_size :]
+            clean = members[batch_ids] if transform is None else transform(members[batch_ids], generator)
+            noisy, t, noise = noised_batch(scheduler, clean, generator)
+            wanted = noise if regression_target is None else regression_target(noisy, t, noise, batch_ids)
+            prediction = unet(noisy.to(device), t.to(device)).sample
+            loss = F.mse_loss(prediction, wanted.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(unet.parameters(), recipe.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            advance()
+            if monitor is not None:
+                stopped = monitor.after_step(step, accelerator.unwrap_model(unet))
+            if every and step % every == 0 and step < recipe.train_steps and not stopped:
+                state = {f"unet.{k}": v for k, v in accelerator.unwrap_model(unet).state_dict().items()}
+                state |= {"generator": generator.get_state(), "order": order}
+                meta = {"step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - started}
+                if monitor is not None:
+                    monitor_tensors, meta["monitor"] = monitor.state()
+                    state |= {f"monitor.{k}": v for k, v in monitor_tensors.items()}
+                save_checkpoint(checkpoints, state, optimizer.state_dict(), meta)
+    tail = losses[-max(1, len(losses) // 10) :]
+    report = {
+        "steps": step,
+        "resumed_from_step": resumed[2]["step"] if resumed else 0,
+        "train_seconds": round(seconds_before + time.perf_counter() - started, 3),
+        "final_train_loss": sum(tail) / len(tail),
+        "epochs": step * recipe.batch_size / len(members),
+    }
+    if monitor is not None:
+        report |= monitor.finish(accelerator.unwrap_model(unet))
+    return report

@@ -1,0 +1,217 @@
+"""Defenses do what their papers say, on tiny real models: per-sample gradients, ε, stopping, views."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from opacus.grad_sample.utils import prepare_module
+
+from benchmark import runtime
+from benchmark.access import DiffusionModel
+from benchmark.datasets.digits import Digits, DigitsConfig
+from benchmark.training import Recipe, TrainingJob
+from benchmark.utility import denoising_mse
+from defenses.augmentation import Augmentation, AugmentationConfig
+from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
+from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws
+from defenses.early_stopping import EarlyStopping, EarlyStoppingConfig
+from targets.ddpm_unet import DDPMUNetConfig, build_scheduler, build_unet
+
+DIGITS = Digits(DigitsConfig(image_size=8)).load()
+
+
+def _tiny_unet(attention: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_unet(DDPMUNetConfig(block_out_channels=(8, 16), attention=attention), (1, 8, 8))
+
+
+def _job(tmp_path: Path, steps: int = 12, members: torch.Tensor | None = None, validation: int = 0) -> TrainingJob:
+    config = DDPMUNetConfig(block_out_channels=(8, 16))
+    members = DIGITS[:24] if members is None else members
+    return TrainingJob(
+        lambda: _tiny_unet(), build_scheduler(config), members, DIGITS[100 : 100 + validation],
+        Recipe(steps, 16, 2e-3, 1.0), 0, tmp_path,
+    )  # fmt: skip
+
+
+def _per_example_gradients(unet, noisy, t, noise) -> list[dict[str, torch.Tensor]]:
+    rows = []
+    for i in range(len(noisy)):
+        unet.zero_grad(set_to_none=True)
+        F.mse_loss(unet(noisy[i : i + 1], t[i : i + 1]).sample, noise[i : i + 1]).backward()
+        rows.append({name: p.grad.clone() for name, p in unet.named_parameters()})
+    return rows
+
+
+def _batch(size: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(size, 1, 8, 8, generator=generator)
+    t = torch.randint(0, 1000, (size,), generator=generator)
+    scheduler = build_scheduler(DDPMUNetConfig())
+    return scheduler.add_noise(DIGITS[:size], noise, t), t, noise
+
+
+def _opacus_grad_samples(unet, noisy, t, noise) -> dict[str, torch.Tensor]:
+    model = prepare_module(unet, "functorch", loss_reduction="mean")
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        F.mse_loss(model(noisy, t).sample, noise).backward()
+    samples = {name: p.grad_sample.clone() for name, p in unet.named_parameters()}
+    model._close()
+    return samples
+
+
+def test_opacus_functorch_per_sample_gradients_match_autograd_on_a_unet_with_attention():
+    """The warning in the issue: hooks mode zeroes convs after attention; functorch must be exact."""
+    unet = _tiny_unet(attention=True)
+    noisy, t, noise = _batch(4)
+    expected = _per_example_gradients(unet, noisy, t, noise)
+    samples = _opacus_grad_samples(unet, noisy, t, noise)
+    convs_after_attention = [n for n in samples if n.startswith("mid_block") and n.endswith("conv1.weight")]
+    assert convs_after_attention
+    for name, sample in samples.items():
+        truth = torch.stack([row[name] for row in expected])
+        scale = truth.norm().clamp_min(1e-6)
+        assert (sample - truth).norm() / scale < 1e-3 or truth.norm() < 1e-7, name
+    for name in convs_after_attention:
+        assert samples[name].flatten(1).norm(dim=1).min() > 0
+
+
+def test_noise_multiplicity_averages_each_examples_draws_before_clipping():
+    unet = _tiny_unet()
+    k = 3
+    noisy, t, noise = _batch(6)  # rows 0-2 are draws of example 0, rows 3-5 of example 1 (as repeat_interleave)
+    samples = _opacus_grad_samples(unet, noisy, t, noise)
+    parameters = list(unet.parameters())
+    for p, sample in zip(parameters, samples.values(), strict=True):
+        p.grad_sample = sample
+    average_over_draws(parameters, k)
+    for example in range(2):
+        rows = slice(example * k, (example + 1) * k)
+        unet.zero_grad(set_to_none=True)
+        F.mse_loss(unet(noisy[rows], t[rows]).sample, noise[rows]).backward()
+        for p in parameters:
+            assert torch.allclose(p.grad_sample[example], p.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_dpsgd_spends_the_target_epsilon_and_reports_its_costs(tmp_path):
+    defense = DPSGD(DPSGDConfig(target_epsilon=2.0, noise_multiplicity=2))
+    job = _job(tmp_path, steps=8)
+    unet = _tiny_unet()
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    report = defense.train(job, unet)
+    costs = defense.costs()
+    assert report["steps"] == costs["steps"] == 8
+    assert 1.8 < costs["epsilon"] <= 2.0 + 1e-6
+    assert costs["delta"] == pytest.approx(1 / (10 * 24))
+    assert costs["noise_multiplier"] > 0 and costs["sample_rate"] == pytest.approx(16 / 24)
+    assert any(not torch.equal(before[k], v) for k, v in unet.state_dict().items())
+    assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for p in unet.parameters())
+
+
+def test_smaller_epsilon_means_more_noise(tmp_path):
+    sigmas = []
+    for epsilon in (1.0, 10.0):
+        defense = DPSGD(DPSGDConfig(target_epsilon=epsilon))
+        defense.train(_job(tmp_path / str(epsilon), steps=3), _tiny_unet())
+        sigmas.append(defense.costs()["noise_multiplier"])
+    assert sigmas[0] > 2 * sigmas[1]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(calls: int, transform):
+    count = {"n": 0}
+
+    def wrapped(batch, generator):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise _Interrupt
+        return transform(batch, generator)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("name", ["dpsgd", "early_stopping", "augmentation"])
+def test_interrupted_defended_training_resumes_to_the_same_weights(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(runtime, "_checkpoint_every", 4)
+    make = {
+        "dpsgd": lambda: DPSGD(DPSGDConfig()),
+        "early_stopping": lambda: EarlyStopping(
+            EarlyStoppingConfig(evaluate_every=3, patience=50, validation_images=8)
+        ),
+        "augmentation": lambda: Augmentation(AugmentationConfig()),
+    }[name]
+    straight = _tiny_unet()
+    make().train(_job(tmp_path / "straight", validation=8), straight)
+    interrupted = make()
+    interrupted.transform = _interrupt_after(10, interrupted.transform)
+    with pytest.raises(_Interrupt):
+        interrupted.train(_job(tmp_path / "resumed", validation=8), _tiny_unet())
+    resumed = _tiny_unet()
+    report = make().train(_job(tmp_path / "resumed", validation=8), resumed)
+    assert report["resumed_from_step"] == 8
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key]), key
+
+
+def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path):
+    defense = EarlyStopping(EarlyStoppingConfig(evaluate_every=5, patience=2, validation_images=16))
+    job = _job(tmp_path, steps=400, validation=16)
+    job.recipe.learning_rate = 0.05  # a rate this high stops improving quickly
+    unet = _tiny_unet()
+    report = defense.train(job, unet)
+    assert report["steps"] < 400
+    history = dict(report["validation_history"])
+    assert report["best_step"] == min(history, key=history.get)
+    unet.eval()
+    restored = denoising_mse(DiffusionModel(unet, job.scheduler), job.validation)
+    assert restored == pytest.approx(history[report["best_step"]], rel=1e-5)
+    assert defense.costs()["steps_kept"] == report["best_step"]
+
+
+def test_early_stopping_by_fraction_runs_that_share_of_the_budget(tmp_path):
+    defense = EarlyStopping(EarlyStoppingConfig(mode="fraction", fraction=0.25))
+    assert defense.validation_size() == 0
+    report = defense.train(_job(tmp_path, steps=12), _tiny_unet())
+    assert report["steps"] == 3
+
+
+def test_augmentation_views_are_flips_and_shifted_crops_of_the_same_image():
+    batch = DIGITS[:32]
+    flips = Augmentation(AugmentationConfig(flip=True, crop_padding=0)).transform(batch, torch.Generator())
+    same, flipped = (flips == batch).flatten(1).all(1), (flips == batch.flip(-1)).flatten(1).all(1)
+    assert bool((same | flipped).all()) and 0 < int(flipped.sum()) < 32
+    crops = Augmentation(AugmentationConfig(flip=False, crop_padding=1)).transform(batch, torch.Generator())
+    padded = F.pad(batch, (1, 1, 1, 1), mode="reflect")
+    for image, crop in zip(padded, crops, strict=True):
+        windows = [image[:, dy : dy + 8, dx : dx + 8] for dy in range(3) for dx in range(3)]
+        assert any(torch.equal(crop, window) for window in windows)
+
+
+def test_each_student_target_comes_from_the_teacher_that_did_not_see_the_image():
+    teachers = [lambda x, t: type("Out", (), {"sample": torch.zeros_like(x)})(),
+                lambda x, t: type("Out", (), {"sample": torch.ones_like(x)})()]  # fmt: skip
+    half_of = torch.tensor([0, 1, 0, 1, 1])
+    ids = torch.tensor([4, 0, 2, 3])
+    targets = cross_teacher_targets(teachers, half_of, torch.zeros(4, 1, 2, 2), torch.zeros(4), ids)
+    # half 0 was seen by teacher 0, so its images learn from teacher 1 (ones), and the other way round
+    assert targets.flatten(1).mean(1).tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_distillation_trains_two_teachers_on_disjoint_halves_then_a_student(tmp_path):
+    defense = Distillation(DistillationConfig())
+    unet = _tiny_unet()
+    report = defense.train(_job(tmp_path, steps=6), unet)
+    assert len(report["teachers"]) == 2 and all(r["steps"] == 6 for r in report["teachers"])
+    assert defense.costs()["teacher_members"] == [12, 12]
+    assert (tmp_path / "teacher-0.safetensors").exists() and (tmp_path / "teacher-1.safetensors").exists()
+    again = Distillation(DistillationConfig()).train(_job(tmp_path, steps=6), _tiny_unet())
+    assert all(r.get("resumed") for r in again["teachers"])

@@ -90,5 +90,23 @@ def build_config(config_cls: type, where: str, *layers: dict[str, Any]) -> Any:
     return config
 
 
+ADDED_LATER = "added_later"
+
+
+def added_later(default: Any) -> Any:
+    """A config field added after results were published: left out of ``config_dict`` (and so of
+    every hash) while it holds its default, so finished cells and cached targets stay valid."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={ADDED_LATER: True})
+    return dataclasses.field(default=default, metadata={ADDED_LATER: True})
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config as hashed and shown on cards."""
+    values = dataclasses.asdict(config)
+    for spec in dataclasses.fields(config):
+        if spec.metadata.get(ADDED_LATER):
+            default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+            if values[spec.name] == default:
+                del values[spec.name]
+    return values

@@ -102,6 +102,7 @@ def generate(model: DiffusionModel, count: int) -> torch.Tensor:
     """``count`` DDIM samples (η = 0, fixed steps and seed) in [-1, 1], NCHW."""
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     pipeline = DDIMPipeline(unet=model.unet, scheduler=scheduler)
+    pipeline.set_progress_bar_config(disable=True)  # the harness shows its own progress
     generator = torch.Generator(device="cpu").manual_seed(SAMPLE_SEED)
     chunks = []
     for start in range(0, count, SAMPLE_BATCH):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 from benchmark import progress, runtime
 from benchmark.cache import Cache
+from benchmark.configs import config_dict
 from benchmark.errors import BenchmarkError
 from benchmark.fid import FeatureExtractor, feature_extractor
 from benchmark.hashing import sha256_json
@@ -110,12 +110,12 @@ def cell_hash(
         {
             "suite_version": suite.version,
             "dataset": dataset.description,
-            "split": dataclasses.asdict(suite.split),
+            "split": config_dict(suite.split),
             "target": target.description,
             "defense": defense.description,
             "attack": attack.description,
             "seed": seed,
-            "scoring": dataclasses.asdict(suite.scoring),
+            "scoring": config_dict(suite.scoring),
             "card_schema": CARD_SCHEMA_VERSION,
         }
     )
@@ -215,7 +215,7 @@ def _card(
         "dataset": cells.dataset.label,
         "dataset_config": cells.dataset.description["config"],
         "split_sha256": cells.split.sha256,
-        "split_sizes": dataclasses.asdict(cells.suite.split),
+        "split_sizes": config_dict(cells.suite.split),
         "split_indices": cells.split.indices(),
         "target": cells.target.label,
         "target_config": cells.target.description["config"],

@@ -5,7 +5,6 @@ Everything is validated here, before any training starts, so a typo costs a seco
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -14,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.configs import build_config
+from benchmark.configs import build_config, config_dict
 from benchmark.errors import BenchmarkError
 from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.splits import SplitSizes
@@ -42,7 +41,7 @@ class Component:
 
     @property
     def description(self) -> dict:
-        return {"name": self.name, "label": self.label, "config": dataclasses.asdict(self.config)}
+        return {"name": self.name, "label": self.label, "config": config_dict(self.config)}
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_constant_schedule_with_warmup
+from diffusers.training_utils import EMAModel
 
 from benchmark import progress, runtime
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
@@ -27,12 +29,17 @@ RegressionTarget = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Ten
 
 @dataclass
 class Recipe:
-    """The target's optimisation settings that a defense trains under."""
+    """The target's optimisation settings that a defense trains under. ``warmup_steps`` ramps the
+    learning rate linearly from 0; ``ema_decay`` > 0 keeps an exponential moving average of the
+    weights (diffusers' ``EMAModel``) and the trained model ends with the averaged weights, as the
+    reference DDPM recipe publishes and evaluates them."""
 
     train_steps: int
     batch_size: int
     learning_rate: float
     grad_clip: float
+    warmup_steps: int = 0
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -102,6 +109,8 @@ def fit(
     accelerator = runtime.accelerator()
     generator = torch.Generator().manual_seed(job.seed if seed is None else seed)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.learning_rate)
+    schedule = get_constant_schedule_with_warmup(optimizer, recipe.warmup_steps) if recipe.warmup_steps else None
+    ema = EMAModel(unet.parameters(), decay=recipe.ema_decay) if recipe.ema_decay else None
     order = torch.empty(0, dtype=torch.long)
     losses: list[float] = []
     step, seconds_before = 0, 0.0
@@ -114,6 +123,11 @@ def fit(
         optimizer.load_state_dict(optimizer_state)
         generator.set_state(tensors["generator"])
         order, losses, step, seconds_before = tensors["order"], meta["losses"], meta["step"], meta["seconds"]
+        if schedule is not None:
+            schedule.load_state_dict(meta["schedule"])
+        if ema is not None:
+            shadow = [tensors[f"ema.{i}"] for i in range(len(ema.shadow_params))]
+            ema.load_state_dict(meta["ema"] | {"shadow_params": shadow})
         if monitor is not None:
             monitor.restore({k[len("monitor.") :]: v for k, v in tensors.items() if k.startswith("monitor.")},
                             meta["monitor"])  # fmt: skip
@@ -137,6 +151,10 @@ def fit(
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(unet.parameters(), recipe.grad_clip)
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            if ema is not None:
+                ema.step(unet.parameters())
             losses.append(loss.item())
             step += 1
             advance()
@@ -146,6 +164,12 @@ def fit(
                 state = {f"unet.{k}": v for k, v in accelerator.unwrap_model(unet).state_dict().items()}
                 state |= {"generator": generator.get_state(), "order": order}
                 meta = {"step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - started}
+                if schedule is not None:
+                    meta["schedule"] = schedule.state_dict()
+                if ema is not None:
+                    ema_state = ema.state_dict()
+                    state |= {f"ema.{i}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
+                    meta["ema"] = ema_state
                 if monitor is not None:
                     monitor_tensors, meta["monitor"] = monitor.state()
                     state |= {f"monitor.{k}": v for k, v in monitor_tensors.items()}
@@ -158,6 +182,9 @@ def fit(
         "final_train_loss": sum(tail) / len(tail),
         "epochs": step * recipe.batch_size / len(members),
     }
+    if ema is not None:
+        ema.copy_to(unet.parameters())
+        report["weights"] = f"EMA, decay {recipe.ema_decay}"
     if monitor is not None:
         report |= monitor.finish(accelerator.unwrap_model(unet))
     return report

@@ -11,6 +11,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from benchmark import runtime
 from benchmark.access import DiffusionModel
+from benchmark.configs import added_later
 from benchmark.hashing import sha256_json
 from benchmark.interfaces import Defense, Target, TrainedTarget
 from benchmark.registry import TARGETS
@@ -30,6 +31,11 @@ class DDPMUNetConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     grad_clip: float = 1.0
+    # the reference CIFAR-10 DDPM recipe needs these; off by default (and then out of every hash)
+    attention_levels: list[int] = added_later([])
+    dropout: float = added_later(0.0)
+    warmup_steps: int = added_later(0)
+    ema_decay: float = added_later(0.0)
 
     def validate(self) -> None:
         if not self.block_out_channels or any(c % 8 for c in self.block_out_channels):
@@ -39,6 +45,10 @@ class DDPMUNetConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
+        if any(not 0 <= level < len(self.block_out_channels) for level in self.attention_levels):
+            raise ValueError(f"attention_levels must index block_out_channels (0..{len(self.block_out_channels) - 1})")
+        if not 0 <= self.dropout < 1 or not 0 <= self.ema_decay < 1 or self.warmup_steps < 0:
+            raise ValueError("dropout and ema_decay must be in [0, 1) and warmup_steps ≥ 0")
 
 
 def build_unet(config: DDPMUNetConfig, sample_shape: tuple[int, int, int]) -> UNet2DModel:
@@ -46,8 +56,8 @@ def build_unet(config: DDPMUNetConfig, sample_shape: tuple[int, int, int]) -> UN
     levels = len(config.block_out_channels)
     down = ["DownBlock2D"] * levels
     up = ["UpBlock2D"] * levels
-    if config.attention:
-        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    for level in {*config.attention_levels, *([levels - 1] if config.attention else [])}:
+        down[level], up[levels - 1 - level] = "AttnDownBlock2D", "AttnUpBlock2D"
     return UNet2DModel(
         sample_size=height,
         in_channels=channels,
@@ -57,6 +67,7 @@ def build_unet(config: DDPMUNetConfig, sample_shape: tuple[int, int, int]) -> UN
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         norm_num_groups=min(32, min(config.block_out_channels)),
+        dropout=config.dropout,
     )
 
 
@@ -81,8 +92,8 @@ class DDPMUNet(Target):
 
         def build(folder: Path, scratch: Path) -> dict:
             scheduler = build_scheduler(self.config)
-            recipe = Recipe(self.config.train_steps, self.config.batch_size, self.config.learning_rate,
-                            self.config.grad_clip)  # fmt: skip
+            c = self.config
+            recipe = Recipe(c.train_steps, c.batch_size, c.learning_rate, c.grad_clip, c.warmup_steps, c.ema_decay)
             empty = members[:0]
             job = TrainingJob(new_unet, scheduler, members, empty if validation is None else validation, recipe,
                               seed, scratch)  # fmt: skip

@@ -1,6 +1,9 @@
-"""A model someone else trained: a diffusers pipeline folder, or a UNet folder with its scheduler.
+"""A model someone else trained: a diffusers pipeline folder, or a UNet folder with its scheduler,
+local or (when online) a hub repository, which is downloaded to the hub cache and then loaded as a folder.
 
 Only safetensors weights are loaded; a folder that holds only pickled checkpoints is refused.
+EMA weights saved beside the model (``unet_ema/``, as diffusers' training scripts write them) are
+used by default: they are the weights such models are published and evaluated with.
 """
 
 from __future__ import annotations
@@ -8,12 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
+from huggingface_hub import snapshot_download
 
 from benchmark import runtime
 from benchmark.access import DiffusionModel
+from benchmark.configs import added_later
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_file, sha256_json
 from benchmark.interfaces import Defense, Target, TrainedTarget
@@ -23,10 +29,36 @@ from benchmark.registry import TARGETS
 @dataclass
 class DiffusersFolderConfig:
     path: str
+    ema: Literal["auto", "yes", "no"] = added_later("auto")
 
     def validate(self) -> None:
         if not self.path:
-            raise ValueError("'path' must name a diffusers model folder")
+            raise ValueError("'path' must name a diffusers model folder or a hub repository id")
+
+
+def resolve_source(path: str) -> Path:
+    """A local folder as it is; an ``owner/name`` that is not a folder is fetched from the hub."""
+    folder = Path(path).expanduser()
+    if folder.is_dir() or path.startswith((".", "/", "~")) or path.count("/") != 1:
+        return folder
+    try:
+        fetched = snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt"])
+    except Exception as error:  # offline, unknown repository, no access: all end the same way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BenchmarkError(
+            f"cannot fetch model '{path}' from the hub ({reason}); offline, download it elsewhere with "
+            "save_pretrained and pass the folder"
+        ) from None
+    return Path(fetched)
+
+
+def _ema_unet(folder: Path, choice: str) -> UNet2DModel | None:
+    ema_folder = folder / "unet_ema"
+    if choice == "no" or not (ema_folder / "config.json").is_file():
+        if choice == "yes":
+            raise BenchmarkError(f"{folder} has no unet_ema/ folder; set ema: auto or no")
+        return None
+    return UNet2DModel.from_pretrained(ema_folder, use_safetensors=True)
 
 
 def _scheduler_folder(unet_folder: Path) -> Path:
@@ -49,7 +81,7 @@ def _require_safetensors(folder: Path) -> None:
         )
 
 
-def load_diffusers_folder(folder: Path) -> DiffusionModel:
+def load_diffusers_folder(folder: Path, ema: str = "auto") -> DiffusionModel:
     folder = Path(folder)
     if not folder.is_dir():
         raise BenchmarkError(f"model folder {folder} does not exist; pass a diffusers model folder")
@@ -68,6 +100,7 @@ def load_diffusers_folder(folder: Path) -> DiffusionModel:
             raise BenchmarkError(
                 f"{folder} holds neither model_index.json (a pipeline) nor config.json (a UNet2DModel)"
             )
+        unet = _ema_unet(folder, ema) or unet
     except (OSError, ValueError, json.JSONDecodeError) as error:
         raise BenchmarkError(f"cannot load the model in {folder}: {str(error).splitlines()[0]}") from None
     if not isinstance(unet, UNet2DModel) or not hasattr(scheduler, "alphas_cumprod"):
@@ -78,7 +111,9 @@ def load_diffusers_folder(folder: Path) -> DiffusionModel:
     return DiffusionModel(unet.to(runtime.device()).eval(), scheduler)
 
 
-@TARGETS.register("diffusers_folder", "a local diffusers DDPM/DDIM pipeline or UNet2DModel folder (no training)")
+@TARGETS.register(
+    "diffusers_folder", "a diffusers DDPM/DDIM pipeline or UNet2DModel: local folder or hub id (no training)"
+)
 class DiffusersFolder(Target):
     Config = DiffusersFolderConfig
 
@@ -86,7 +121,12 @@ class DiffusersFolder(Target):
         self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
         validation: torch.Tensor | None = None,
     ) -> TrainedTarget:  # fmt: skip
-        folder = Path(self.config.path)
-        model = load_diffusers_folder(folder)
+        if type(defense).train is not Defense.train or type(defense).transform is not Defense.transform:
+            raise BenchmarkError(
+                "diffusers_folder loads a model trained elsewhere, so a defense cannot change it; "
+                "use defenses: [none] with this target"
+            )
+        folder = resolve_source(self.config.path)
+        model = load_diffusers_folder(folder, self.config.ema)
         weights = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*.safetensors"))}
         return TrainedTarget(model, sha256_json(weights), {"source": str(folder)})

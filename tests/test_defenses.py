@@ -13,12 +13,13 @@ from opacus.grad_sample.utils import prepare_module
 from benchmark import runtime
 from benchmark.access import DiffusionModel
 from benchmark.datasets.digits import Digits, DigitsConfig
-from benchmark.training import Recipe, TrainingJob
+from benchmark.training import Recipe, TrainingJob, fit
 from benchmark.utility import denoising_mse
 from defenses.augmentation import Augmentation, AugmentationConfig
 from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
 from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws
 from defenses.early_stopping import EarlyStopping, EarlyStoppingConfig
+from defenses.none import NoDefense, NoDefenseConfig
 from targets.ddpm_unet import DDPMUNetConfig, build_scheduler, build_unet
 
 DIGITS = Digits(DigitsConfig(image_size=8)).load()
@@ -29,12 +30,11 @@ def _tiny_unet(attention: bool = False, seed: int = 0):
     return build_unet(DDPMUNetConfig(block_out_channels=(8, 16), attention=attention), (1, 8, 8))
 
 
-def _job(tmp_path: Path, steps: int = 12, members: torch.Tensor | None = None, validation: int = 0) -> TrainingJob:
+def _job(tmp_path: Path, steps: int = 12, validation: int = 0, **recipe) -> TrainingJob:
     config = DDPMUNetConfig(block_out_channels=(8, 16))
-    members = DIGITS[:24] if members is None else members
     return TrainingJob(
-        lambda: _tiny_unet(), build_scheduler(config), members, DIGITS[100 : 100 + validation],
-        Recipe(steps, 16, 2e-3, 1.0), 0, tmp_path,
+        lambda: _tiny_unet(), build_scheduler(config), DIGITS[:24], DIGITS[100 : 100 + validation],
+        Recipe(steps, 16, 2e-3, 1.0, **recipe), 0, tmp_path,
     )  # fmt: skip
 
 
@@ -139,7 +139,7 @@ def _interrupt_after(calls: int, transform):
     return wrapped
 
 
-@pytest.mark.parametrize("name", ["dpsgd", "early_stopping", "augmentation"])
+@pytest.mark.parametrize("name", ["dpsgd", "early_stopping", "augmentation", "warmup_and_ema"])
 def test_interrupted_defended_training_resumes_to_the_same_weights(tmp_path, monkeypatch, name):
     monkeypatch.setattr(runtime, "_checkpoint_every", 4)
     make = {
@@ -148,15 +148,17 @@ def test_interrupted_defended_training_resumes_to_the_same_weights(tmp_path, mon
             EarlyStoppingConfig(evaluate_every=3, patience=50, validation_images=8)
         ),
         "augmentation": lambda: Augmentation(AugmentationConfig()),
+        "warmup_and_ema": lambda: NoDefense(NoDefenseConfig()),
     }[name]
+    recipe = {"warmup_steps": 6, "ema_decay": 0.9} if name == "warmup_and_ema" else {}
     straight = _tiny_unet()
-    make().train(_job(tmp_path / "straight", validation=8), straight)
+    make().train(_job(tmp_path / "straight", validation=8, **recipe), straight)
     interrupted = make()
     interrupted.transform = _interrupt_after(10, interrupted.transform)
     with pytest.raises(_Interrupt):
-        interrupted.train(_job(tmp_path / "resumed", validation=8), _tiny_unet())
+        interrupted.train(_job(tmp_path / "resumed", validation=8, **recipe), _tiny_unet())
     resumed = _tiny_unet()
-    report = make().train(_job(tmp_path / "resumed", validation=8), resumed)
+    report = make().train(_job(tmp_path / "resumed", validation=8, **recipe), resumed)
     assert report["resumed_from_step"] == 8
     for key, value in straight.state_dict().items():
         assert torch.allclose(value, resumed.state_dict()[key]), key
@@ -215,3 +217,11 @@ def test_distillation_trains_two_teachers_on_disjoint_halves_then_a_student(tmp_
     assert (tmp_path / "teacher-0.safetensors").exists() and (tmp_path / "teacher-1.safetensors").exists()
     again = Distillation(DistillationConfig()).train(_job(tmp_path, steps=6), _tiny_unet())
     assert all(r.get("resumed") for r in again["teachers"])
+
+
+def test_ema_weights_are_what_the_recipe_ends_with(tmp_path):
+    raw, averaged = _tiny_unet(), _tiny_unet()
+    fit(_job(tmp_path / "raw", steps=6), raw)
+    report = fit(_job(tmp_path / "ema", steps=6, ema_decay=0.5), averaged)
+    assert report["weights"] == "EMA, decay 0.5"
+    assert any(not torch.equal(v, averaged.state_dict()[k]) for k, v in raw.state_dict().items())

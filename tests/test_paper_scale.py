@@ -1,0 +1,121 @@
+"""The paper-scale paths on data the tests build: `datasets` folders, SecMI split files, hub errors."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.configs import build_config
+from benchmark.datasets.hf import HFDataset, HFDatasetConfig
+from benchmark.errors import BenchmarkError
+from benchmark.splits import SplitSizes, make_split
+from conftest import make_suite, tiny_suite_dict
+
+
+def _pictures(count: int = 12, size: int = 20) -> tuple[list[Image.Image], list[int]]:
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(count)]
+    return pictures, [i % 3 for i in range(count)]
+
+
+def _load(path, **params) -> HFDataset:
+    return HFDataset(build_config(HFDatasetConfig, "test", {"path": str(path), **params}))
+
+
+def test_imagefolder_with_class_subfolders(tmp_path):
+    pictures, labels = _pictures()
+    for index, (picture, label) in enumerate(zip(pictures, labels, strict=True)):
+        (tmp_path / f"class{label}").mkdir(exist_ok=True)
+        picture.save(tmp_path / f"class{label}" / f"{index:03d}.png")
+    dataset = _load(tmp_path, image_size=8, channels=1)
+    images = dataset.load()
+    assert images.shape == (12, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
+    assert sorted(np.bincount(dataset.labels()).tolist()) == [4, 4, 4]
+
+
+@pytest.mark.parametrize("layout", ["save_to_disk", "dataset_dict", "parquet"])
+def test_save_to_disk_and_parquet_folders_keep_pixels_and_labels(tmp_path, layout):
+    pictures, labels = _pictures()
+    data = datasets.Dataset.from_dict({"img": pictures, "label": labels}).cast_column("img", datasets.Image())
+    folder = tmp_path / layout
+    if layout == "save_to_disk":
+        data.save_to_disk(str(folder))
+    elif layout == "dataset_dict":
+        datasets.DatasetDict({"train": data, "test": data.select(range(3))}).save_to_disk(str(folder))
+    else:
+        folder.mkdir()
+        data.to_parquet(str(folder / "train-00000.parquet"))
+    dataset = _load(folder, image_size=20, channels=3)
+    images = dataset.load()
+    expected = torch.from_numpy(np.array(pictures[5])).permute(2, 0, 1).float() / 127.5 - 1
+    assert images.shape == (12, 3, 20, 20)
+    assert torch.allclose(images[5], expected)
+    assert dataset.labels().tolist() == labels
+
+
+def test_unknown_split_and_missing_folder_are_one_line_errors(tmp_path):
+    pictures, labels = _pictures(4)
+    data = datasets.Dataset.from_dict({"img": pictures, "label": labels}).cast_column("img", datasets.Image())
+    datasets.DatasetDict({"train": data}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(BenchmarkError, match="has splits train, not 'validation'"):
+        _load(tmp_path / "dd", split="validation").load()
+    with pytest.raises(BenchmarkError, match="does not exist"):
+        _load(tmp_path / "nowhere").load()
+
+
+def test_hub_names_fail_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(BenchmarkError, match="cannot open dataset 'surely-not-cached/cifar10-copy'.*save_to_disk"):
+        _load("surely-not-cached/cifar10-copy").load()
+
+
+def _secmi_file(path, train, held_out):
+    np.savez(path, mia_train_idxs=np.asarray(train), mia_eval_idxs=np.asarray(held_out))
+    return str(path)
+
+
+def test_secmi_split_file_sets_members_training_and_nonmembers(tmp_path):
+    images = torch.randn(100, 1, 4, 4)
+    train, held_out = np.arange(0, 100, 2), np.arange(1, 60, 2)
+    sizes = SplitSizes(members=20, nonmembers=20, calibration_members=5, calibration_nonmembers=5,
+                       indices_file=_secmi_file(tmp_path / "split.npz", train, held_out))  # fmt: skip
+    split = make_split(images, sizes, seed=0)
+    assert set(split.training) == set(train)  # the file's target saw every mia_train_idxs image
+    assert set(split.members) | set(split.calibration_members) <= set(train)
+    assert set(split.nonmembers) | set(split.calibration_nonmembers) <= set(held_out)
+    assert len(split.members) == 20 and len(split.nonmembers) == 20
+    assert not set(split.members) & set(split.calibration_members)
+    assert split.sha256 != make_split(images, sizes, seed=1).sha256
+
+
+def test_bad_split_files_are_refused(tmp_path):
+    images = torch.randn(50, 1, 4, 4)
+    overlapping = _secmi_file(tmp_path / "overlap.npz", [1, 2, 3], [3, 4])
+    with pytest.raises(BenchmarkError, match="overlap"):
+        make_split(images, SplitSizes(members=2, nonmembers=2, calibration_members=0, calibration_nonmembers=0,
+                                      indices_file=overlapping), 0)  # fmt: skip
+    too_small = _secmi_file(tmp_path / "small.npz", [1, 2, 3], [4, 5])
+    with pytest.raises(BenchmarkError, match="asks for 4 held-out images"):
+        make_split(images, SplitSizes(members=2, nonmembers=4, calibration_members=0, calibration_nonmembers=0,
+                                      indices_file=too_small), 0)  # fmt: skip
+    out_of_range = _secmi_file(tmp_path / "range.npz", [1, 99], [4, 5])
+    with pytest.raises(BenchmarkError, match="below 50"):
+        make_split(images, SplitSizes(members=2, nonmembers=2, calibration_members=0, calibration_nonmembers=0,
+                                      indices_file=out_of_range), 0)  # fmt: skip
+    np.savez(tmp_path / "keys.npz", train=np.arange(3))
+    with pytest.raises(BenchmarkError, match="mia_train_idxs"):
+        make_split(images, SplitSizes(indices_file=str(tmp_path / "keys.npz")), 0)
+
+
+def test_fields_added_later_keep_published_hashes():
+    """A split without an indices file hashes exactly as before the field existed."""
+    suite = make_suite(tiny_suite_dict())
+    from benchmark.configs import config_dict
+
+    assert "indices_file" not in config_dict(suite.split)
+    with_file = make_suite(tiny_suite_dict(split={**tiny_suite_dict()["split"], "indices_file": "x.npz"}))
+    assert config_dict(with_file.split)["indices_file"] == "x.npz"

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 
+from benchmark import runtime
 from benchmark.errors import BenchmarkError
 
 
@@ -58,11 +60,21 @@ class QueryCounter:
         self.backward_passes = 0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for start in range(0, x.shape[0], self.batch_size):
-            chunk = x[start : start + self.batch_size]
-            outputs.append(self._unet(chunk, t[start : start + self.batch_size]).sample)
-            self.forward_passes += chunk.shape[0]
+        """Batched forwards; on an out-of-memory error the batch size halves and the chunk reruns
+        (so a suite's batch size is a ceiling, and a GPU of any size finishes)."""
+        outputs, start = [], 0
+        while start < x.shape[0]:
+            end = start + self.batch_size
+            try:
+                outputs.append(runtime.sharded_forward(self._unet, x[start:end], t[start:end]))
+            except Exception as error:
+                if not should_reduce_batch_size(error) or self.batch_size == 1:
+                    raise
+                self.batch_size //= 2
+                clear_device_cache(garbage_collection=True)
+                continue
+            self.forward_passes += outputs[-1].shape[0]
+            start = end
         return torch.cat(outputs)
 
 

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import broadcast_object_list
 from filelock import FileLock
 
+from benchmark import runtime
 from benchmark.errors import BenchmarkError
 from benchmark.hashing import sha256_file
 
@@ -32,6 +34,28 @@ class Cache:
 
     def get_or_build(self, kind: str, key: str, build: Callable[[Path, Path], dict[str, Any]]) -> tuple[Path, dict]:
         """Return the verified folder for ``key``, building it first when missing or corrupt.
+
+        Under several processes (``accelerate launch``) all of them build together, because
+        training is data parallel and needs every process; the main one decides whether to build
+        and alone stores the result, which the others then read.
+        """
+        acc = runtime.accelerator()
+        if acc.num_processes == 1:
+            return self._get_or_build(kind, key, build)
+        final = self.root / kind / key
+        ready = [acc.is_main_process and final.exists() and verify(final) is None]
+        broadcast_object_list(ready)
+        if not ready[0]:
+            if acc.is_main_process:
+                self._get_or_build(kind, key, build)
+            else:
+                with tempfile.TemporaryDirectory() as work:
+                    build(Path(work), final.parent / f".scratch-{key}")
+        acc.wait_for_everyone()
+        return final, json.loads((final / MANIFEST).read_text())["metadata"]
+
+    def _get_or_build(self, kind: str, key: str, build: Callable[[Path, Path], dict[str, Any]]) -> tuple[Path, dict]:
+        """The single-process path.
 
         ``build(folder, scratch)`` fills a temp folder and returns metadata; the folder appears
         under its key only once complete (rename), so a crash never leaves a half-written artifact.

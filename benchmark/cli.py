@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="benchmark", description="Membership-inference benchmark for diffusion models")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument(
+        "--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
+        help="autocast for training and queries (through accelerate); joins every cache key and cell hash",
+    )  # fmt: skip
     parser.add_argument("--threads", type=positive_integer, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument(
         "--checkpoint-every",
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark import progress, runtime
 
     try:
-        runtime.configure(args.device, args.threads, args.checkpoint_every)
+        runtime.configure(args.device, args.threads, args.checkpoint_every, args.mixed_precision)
         commands = {
             "run": _run,
             "list": _list,

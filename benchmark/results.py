@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import benchmark
+from benchmark import runtime
 from benchmark.errors import BenchmarkError
 from benchmark.storage import atomic_save_npz, atomic_write_text
 
@@ -60,7 +61,8 @@ class ResultStore:
 
     def add(self, card: dict, arrays: dict[str, np.ndarray]) -> None:
         """Scores first, then the card: a card on disk always has its scores beside it."""
-        atomic_save_npz(self.scores_path(card), **arrays)
+        if runtime.is_main_process():
+            atomic_save_npz(self.scores_path(card), **arrays)
         self.cards = [c for c in self.cards if c.get("config_hash") != card["config_hash"]] + [card]
         self._write()
 
@@ -71,6 +73,8 @@ class ResultStore:
         self._write()
 
     def _write(self) -> None:
+        if not runtime.is_main_process():
+            return  # under several processes the main one writes
         atomic_write_text(self.path, "".join(json.dumps(c, sort_keys=True) + "\n" for c in self.cards))
 
     def load_scores(self, card: dict) -> dict[str, np.ndarray]:

@@ -36,6 +36,7 @@ def target_key(dataset: Component, split_sha256: str, target: Component, defense
         "split_sha256": split_sha256,
         "target": target.description["config"] | {"name": target.name},
         "defense": defense.description,
+        **runtime.precision_key(),
     }
 
 
@@ -117,6 +118,7 @@ def cell_hash(
             "seed": seed,
             "scoring": config_dict(suite.scoring),
             "card_schema": CARD_SCHEMA_VERSION,
+            **runtime.precision_key(),
         }
     )
 
@@ -161,7 +163,8 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                     cells = TargetCells(suite, dataset, target, defense, seed, images, split, attacks, hashes, features)
                     _run_cells(cells, store, cache, counter)
     cards = [card for card in store.cards if card["config_hash"] in planned]
-    write_outputs(store.out, cards, store.load_scores, console_table)
+    if runtime.is_main_process():
+        write_outputs(store.out, cards, store.load_scores, console_table)
     return cards
 
 
@@ -231,7 +234,8 @@ def _card(
         "utility": utility,
         "config_hash": config_hash,
         "versions": software_versions(),
-        "device": str(runtime.device()),
+        "device": str(runtime.device()) + "".join(f", {v}" for v in runtime.precision_key().values()),
+        "processes": runtime.accelerator().num_processes,
         "provenance": "reproduced",
         **result,
     }

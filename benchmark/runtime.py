@@ -13,16 +13,23 @@ import torch
 from accelerate import Accelerator
 from diffusers.utils import logging as diffusers_logging
 
+from benchmark import progress
+from benchmark.errors import BenchmarkError
+
 _device_choice = "auto"
+_mixed_precision = "no"
 _checkpoint_every = 100
 
 
-def configure(device: str = "auto", threads: int | None = None, checkpoint_every: int = 100) -> None:
-    global _device_choice, _checkpoint_every
+def configure(
+    device: str = "auto", threads: int | None = None, checkpoint_every: int = 100, mixed_precision: str = "no"
+) -> None:
+    global _device_choice, _checkpoint_every, _mixed_precision
     _checkpoint_every = checkpoint_every
     diffusers_logging.disable_progress_bar()  # the harness shows its own progress
-    _device_choice = device
+    _device_choice, _mixed_precision = device, mixed_precision
     accelerator.cache_clear()
+    progress.console.quiet = not accelerator().is_main_process
     wanted = threads or os.cpu_count() or 1
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
@@ -30,7 +37,45 @@ def configure(device: str = "auto", threads: int | None = None, checkpoint_every
 
 @lru_cache(maxsize=1)
 def accelerator() -> Accelerator:
-    return Accelerator(cpu=_device_choice == "cpu")
+    """One per process. Under ``accelerate launch`` with several processes, training is data
+    parallel and every UNet query batch is split across the processes (see ``sharded_forward``)."""
+    if _device_choice in ("cuda", "mps") and not getattr(torch.backends, _device_choice).is_available():
+        raise BenchmarkError(f"--device {_device_choice} was asked for but is not available here; use auto or cpu")
+    return Accelerator(cpu=_device_choice == "cpu", mixed_precision=_mixed_precision)
+
+
+def precision_key() -> dict[str, str]:
+    """Joins cache keys and cell hashes when autocast is on: half-precision numbers are not the
+    float32 ones (empty by default, so float32 hashes never change)."""
+    return {} if _mixed_precision == "no" else {"mixed_precision": _mixed_precision}
+
+
+def is_main_process() -> bool:
+    """Only the main process writes results, caches and progress; the others compute alongside."""
+    return accelerator().is_main_process
+
+
+def sharded_forward(unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``unet(x, t).sample`` in float32, with the batch split across processes and gathered back.
+
+    Every process runs the same attack code with the same random draws; only the forwards are
+    divided, so one process or several give the same scores up to float tolerance (the UNet has
+    no batch statistics: GroupNorm and attention are per sample).
+    """
+    acc = accelerator()
+    if acc.num_processes == 1:
+        with acc.autocast():
+            return unet(x, t).sample.float()
+    share = -(-len(x) // acc.num_processes)
+    start = min(acc.process_index * share, len(x))
+    mine_x, mine_t = x[start : start + share], t[start : start + share]
+    padding = share - len(mine_x)
+    if padding:  # gather needs equal shapes; padded rows are dropped below
+        mine_x = torch.cat([mine_x, x[:1].expand(padding, *x.shape[1:])])
+        mine_t = torch.cat([mine_t, t[:1].expand(padding)])
+    with acc.autocast():
+        output = unet(mine_x, mine_t).sample.float()
+    return acc.gather(output)[: len(x)]
 
 
 def device() -> torch.device:

@@ -145,8 +145,10 @@ def fit(
             clean = members[batch_ids] if transform is None else transform(members[batch_ids], generator)
             noisy, t, noise = noised_batch(scheduler, clean, generator)
             wanted = noise if regression_target is None else regression_target(noisy, t, noise, batch_ids)
-            prediction = unet(noisy.to(device), t.to(device)).sample
-            loss = F.mse_loss(prediction, wanted.to(device))
+            # every process draws the same global batch; each trains on its slice and DDP averages
+            mine = slice(accelerator.process_index, None, accelerator.num_processes)
+            prediction = unet(noisy[mine].to(device), t[mine].to(device)).sample
+            loss = F.mse_loss(prediction, wanted[mine].to(device))
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(unet.parameters(), recipe.grad_clip)
@@ -155,12 +157,13 @@ def fit(
                 schedule.step()
             if ema is not None:
                 ema.step(unet.parameters())
-            losses.append(loss.item())
+            losses.append(accelerator.reduce(loss.detach(), "mean").item())
             step += 1
             advance()
             if monitor is not None:
                 stopped = monitor.after_step(step, accelerator.unwrap_model(unet))
-            if every and step % every == 0 and step < recipe.train_steps and not stopped:
+            due = every and step % every == 0 and step < recipe.train_steps and not stopped
+            if due and accelerator.is_main_process:
                 state = {f"unet.{k}": v for k, v in accelerator.unwrap_model(unet).state_dict().items()}
                 state |= {"generator": generator.get_state(), "order": order}
                 meta = {"step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - started}

@@ -58,7 +58,8 @@ class Distillation(Defense):
             report = fit(job, unet, members=members, transform=self.transform, seed=job.seed * 2 + index + 1,
                          checkpoint_name=f"teacher-{index}", title=f"training teacher {index + 1} of 2")  # fmt: skip
             unet = runtime.accelerator().unwrap_model(unet)
-            save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, saved)
+            if runtime.is_main_process():
+                save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, saved)
         return unet.to(runtime.device()).eval(), report
 
     def train(self, job: TrainingJob, unet: UNet2DModel) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from benchmark import progress, runtime
 from benchmark.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.errors import BenchmarkError
 from benchmark.interfaces import Defense
 from benchmark.registry import DEFENSES
 from benchmark.training import TrainingJob, noised_batch
@@ -69,6 +70,9 @@ class DPSGD(Defense):
     Config = DPSGDConfig
 
     def train(self, job: TrainingJob, unet: UNet2DModel) -> dict[str, Any]:
+        if runtime.accelerator().num_processes > 1:
+            raise BenchmarkError("dpsgd trains in one process (its Poisson sampling is not sharded); run it without "
+                                 "`accelerate launch` or with --num_processes 1")  # fmt: skip
         n, recipe, k = len(job.members), job.recipe, self.config.noise_multiplicity
         self.sample_rate = min(1.0, recipe.batch_size / n)
         self.delta = self.config.delta or 1.0 / (10 * n)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import datasets
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMPipeline, DDPMScheduler
+from diffusers.training_utils import EMAModel
 from PIL import Image
 
-from benchmark.configs import build_config
+from benchmark.cache import Cache
+from benchmark.configs import build_config, config_dict
 from benchmark.datasets.hf import HFDataset, HFDatasetConfig
 from benchmark.errors import BenchmarkError
+from benchmark.registry import TARGETS
 from benchmark.splits import SplitSizes, make_split
-from conftest import make_suite, tiny_suite_dict
+from conftest import make_suite, plain_tiny_unet, tiny_suite_dict
+from defenses.augmentation import Augmentation, AugmentationConfig
+from defenses.none import NoDefense, NoDefenseConfig
+from targets.diffusers_folder import resolve_source
 
 
 def _pictures(count: int = 12, size: int = 20) -> tuple[list[Image.Image], list[int]]:
@@ -114,8 +122,61 @@ def test_bad_split_files_are_refused(tmp_path):
 def test_fields_added_later_keep_published_hashes():
     """A split without an indices file hashes exactly as before the field existed."""
     suite = make_suite(tiny_suite_dict())
-    from benchmark.configs import config_dict
-
     assert "indices_file" not in config_dict(suite.split)
     with_file = make_suite(tiny_suite_dict(split={**tiny_suite_dict()["split"], "indices_file": "x.npz"}))
     assert config_dict(with_file.split)["indices_file"] == "x.npz"
+
+
+DIGITS_8 = torch.zeros(4, 1, 8, 8)
+
+
+def _pipeline_folder(root, with_ema: bool):
+    """A pipeline written by plain diffusers code, optionally with EMA weights in unet_ema/."""
+
+    unet = plain_tiny_unet(seed=0)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(root)
+    if with_ema:
+        averaged = plain_tiny_unet(seed=1)
+        EMAModel(averaged.parameters(), model_cls=type(averaged), model_config=averaged.config).save_pretrained(
+            root / "unet_ema"
+        )
+        return unet, averaged
+    return unet, None
+
+
+def _obtain(path, **params):
+
+    entry = TARGETS.get("diffusers_folder")
+    target = entry.cls(build_config(entry.cls.Config, "test", {"path": str(path), **params}))
+    return target.obtain(DIGITS_8[:4], NoDefense(NoDefenseConfig()), 0, Cache(path.parent / "cache"), {})
+
+
+def test_pretrained_folder_uses_ema_weights_when_present(tmp_path):
+    raw, averaged = _pipeline_folder(tmp_path / "model", with_ema=True)
+    loaded = _obtain(tmp_path / "model").model.unet
+    first = next(iter(averaged.state_dict()))
+    assert torch.equal(loaded.state_dict()[first], averaged.state_dict()[first])
+    assert not torch.equal(loaded.state_dict()[first], raw.state_dict()[first])
+    plain = _obtain(tmp_path / "model", ema="no").model.unet
+    assert torch.equal(plain.state_dict()[first], raw.state_dict()[first])
+
+
+def test_pretrained_folder_without_ema_and_refusals(tmp_path):
+    raw, _ = _pipeline_folder(tmp_path / "model", with_ema=False)
+    first = next(iter(raw.state_dict()))
+    assert torch.equal(_obtain(tmp_path / "model").model.unet.state_dict()[first], raw.state_dict()[first])
+    with pytest.raises(BenchmarkError, match="no unet_ema"):
+        _obtain(tmp_path / "model", ema="yes")
+
+    entry = TARGETS.get("diffusers_folder")
+    target = entry.cls(build_config(entry.cls.Config, "test", {"path": str(tmp_path / "model")}))
+    with pytest.raises(BenchmarkError, match="a defense cannot change it"):
+        target.obtain(DIGITS_8, Augmentation(AugmentationConfig()), 0, None, {})
+
+
+def test_hub_model_ids_fail_clearly_offline(monkeypatch):
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(BenchmarkError, match="cannot fetch model 'surely-not-cached/ddpm-copy' from the hub"):
+        resolve_source("surely-not-cached/ddpm-copy")

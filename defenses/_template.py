@@ -32,6 +32,11 @@ class MyDefense(Defense):
         """Applied to every training batch before noising; draw randomness only from ``generator``."""
         return batch + self.config.strength * torch.randn(batch.shape, generator=generator)
 
+    # To change the procedure rather than the batches, override instead:
+    #     def train(self, job: TrainingJob, unet) -> dict:
+    #         return fit(job, unet, transform=self.transform, regression_target=..., monitor=...)
+    # (benchmark.training; see defenses/distillation.py and defenses/early_stopping.py).
+
     def costs(self) -> dict:
         """What the defense cost, shown in the card (ε for DP, extra steps, ...)."""
         return {"strength": self.config.strength}

@@ -76,3 +76,24 @@ def test_hand_edited_page_fails_check(board):
     page.write_text(page.read_text().replace("0.", "0,", 1))
     with pytest.raises(BenchmarkError, match="out of date"):
         board.check()
+
+
+def test_the_published_board_is_the_full_suite_as_registered(request):
+    """Every published card is a cell of today's `full` suite (same hash), and every cell is published:
+    so the page covers every registered attack and defense, and no change silently invalidated it."""
+    from benchmark.registry import ATTACKS, DEFENSES
+    from benchmark.runner import cell_hash
+    from benchmark.suite import load_suite
+
+    suite = load_suite("full")
+    planned = {
+        cell_hash(suite, suite.datasets[0], suite.targets[0], defense, attack, seed)
+        for seed in suite.seeds
+        for defense in suite.defenses_for(seed)
+        for attack in suite.attacks_for(defense)
+    }
+    cards_dir = request.config.rootpath / "leaderboard" / "cards" / "full"
+    published = {json.loads(path.read_text())["config_hash"] for path in cards_dir.glob("*.json")}
+    assert published == planned
+    assert {a.name for a in suite.attacks} == {e.name for e in ATTACKS.entries()}
+    assert {d.name for d in suite.defenses} == {e.name for e in DEFENSES.entries()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +139,24 @@ class TargetCells:
     split: Split
     attacks: list[Component]
     hashes: dict[str, str]
-    features: FeatureExtractor | None
+    features: Callable[[], FeatureExtractor | None]
 
     @property
     def where(self) -> str:
         return f"{self.dataset.label}/{self.target.label}/{self.defense.label}/seed {self.seed}"
+
+
+def _lazy_features(
+    dataset: Component, images: torch.Tensor, labels: np.ndarray | None, cache: Cache
+) -> Callable[[], FeatureExtractor | None]:
+    """The dataset's FID feature network, trained or loaded only once a utility must be measured
+    (a finished run touches no cache)."""
+
+    @functools.cache
+    def features() -> FeatureExtractor | None:
+        return None if labels is None else feature_extractor(dataset.description, images, labels, cache)
+
+    return features
 
 
 def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
@@ -152,7 +167,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
     for dataset in suite.datasets:
         source = dataset.instantiate()
         images, labels = source.load(), source.labels()
-        features = None if labels is None else feature_extractor(dataset.description, images, labels, cache)
+        features = _lazy_features(dataset, images, labels, cache)
         for seed in suite.seeds:
             split = make_split(images, suite.split, seed)
             for target in suite.targets:
@@ -186,7 +201,7 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
     progress.doing = f"measuring the utility of {cells.where}"
     utility = measure_utility(
         trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
-        cells.features,
+        cells.features(),
     )  # fmt: skip
     store.set_utility(trained.target_hash, utility)
     eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])

@@ -110,7 +110,6 @@ def fit(
     generator = torch.Generator().manual_seed(job.seed if seed is None else seed)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=recipe.learning_rate)
     schedule = get_constant_schedule_with_warmup(optimizer, recipe.warmup_steps) if recipe.warmup_steps else None
-    ema = EMAModel(unet.parameters(), decay=recipe.ema_decay) if recipe.ema_decay else None
     order = torch.empty(0, dtype=torch.long)
     losses: list[float] = []
     step, seconds_before = 0, 0.0
@@ -125,13 +124,17 @@ def fit(
         order, losses, step, seconds_before = tensors["order"], meta["losses"], meta["step"], meta["seconds"]
         if schedule is not None:
             schedule.load_state_dict(meta["schedule"])
-        if ema is not None:
-            shadow = [tensors[f"ema.{i}"] for i in range(len(ema.shadow_params))]
-            ema.load_state_dict(meta["ema"] | {"shadow_params": shadow})
         if monitor is not None:
             monitor.restore({k[len("monitor.") :]: v for k, v in tensors.items() if k.startswith("monitor.")},
                             meta["monitor"])  # fmt: skip
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    ema = None
+    if recipe.ema_decay:  # made after prepare, so its copy lives on the training device
+        ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=recipe.ema_decay)
+        if resumed is not None:
+            shadow = [tensors[f"ema.{i}"] for i in range(len(ema.shadow_params))]
+            ema.load_state_dict(resumed[2]["ema"] | {"shadow_params": shadow})
+            ema.to(accelerator.device)
     unet.train()
     started = time.perf_counter()
     every = runtime.checkpoint_every()

@@ -74,6 +74,9 @@ class DPSGD(Defense):
             raise BenchmarkError("dpsgd trains in one process (its Poisson sampling is not sharded); run it without "
                                  "`accelerate launch` or with --num_processes 1")  # fmt: skip
         n, recipe, k = len(job.members), job.recipe, self.config.noise_multiplicity
+        if recipe.warmup_steps or recipe.ema_decay:
+            raise BenchmarkError("dpsgd's loop has no learning-rate warm-up or EMA; set the target's warmup_steps and "
+                                 "ema_decay to 0")  # fmt: skip
         self.sample_rate = min(1.0, recipe.batch_size / n)
         self.delta = self.config.delta or 1.0 / (10 * n)
         self.sigma = get_noise_multiplier(

@@ -9,6 +9,7 @@ file changes every hash downstream.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -103,18 +104,20 @@ def to_tensor(picture: Image.Image, size: int, channels: int) -> np.ndarray:
 class HFDataset(Dataset):
     Config = HFDatasetConfig
 
+    @functools.cached_property
     def _data(self) -> datasets.Dataset:
+        """Opened once per instance: ``load`` and ``labels`` read the same table."""
         data = open_dataset(self.config.path, self.config.split)
         return data.select(range(min(self.config.limit, len(data)))) if self.config.limit else data
 
     def load(self) -> torch.Tensor:
-        data = self._data()
+        data = self._data
         column = _column(data, self.config.image_column, image=True)
         size, channels = self.config.image_size, self.config.channels
         pixels = np.stack([to_tensor(picture, size, channels) for picture in data[column]])
         return torch.from_numpy(pixels).float().div(127.5).sub(1.0).contiguous()
 
     def labels(self) -> np.ndarray | None:
-        data = self._data()
+        data = self._data
         column = _column(data, self.config.label_column, image=False)
         return None if column is None else np.asarray(data[column], dtype=np.int64)

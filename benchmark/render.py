@@ -49,7 +49,9 @@ def leaderboard_markdown(cards: list[dict], plots: list[str], load_scores: Score
         "Lower is more private. Worst case over every attack (each attack averaged over seeds), utility beside it.",
         defense_ranking(main),
     )
-    lines += _section("Attacks", "Mean ± std over every target and seed, strongest first.", attack_table(main))
+    lines += _section(
+        "Attacks", "Per defense, mean ± std over every target and seed, strongest first.", attack_table(main)
+    )
     for keys, group in _grouped(main):
         lines += _section(" / ".join(map(str, keys)), "", detail_table(group))
         if len({c["seed"] for c in group}) > 1:

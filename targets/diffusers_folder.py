@@ -118,10 +118,13 @@ class DiffusersFolder(Target):
     Config = DiffusersFolderConfig
 
     def obtain(
-        self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
+        self, members: torch.Tensor, defense: Defense | None, seed: int, cache, key: dict,
         validation: torch.Tensor | None = None,
     ) -> TrainedTarget:  # fmt: skip
-        if type(defense).train is not Defense.train or type(defense).transform is not Defense.transform:
+        changes_training = defense is not None and (
+            type(defense).train is not Defense.train or type(defense).transform is not Defense.transform
+        )
+        if changes_training:
             raise BenchmarkError(
                 "diffusers_folder loads a model trained elsewhere, so a defense cannot change it; "
                 "use defenses: [none] with this target"

@@ -32,7 +32,7 @@ class HFDatasetConfig:
     or a local folder. Empty column names mean: the first image column, and the first of
     label / labels / fine_label present. ``limit`` 0 keeps every image."""
 
-    path: str = ""
+    path: str
     split: str = "train"
     image_column: str = ""
     label_column: str = ""

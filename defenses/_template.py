@@ -35,7 +35,7 @@ class MyDefense(Defense):
     # To change the procedure rather than the batches, override instead:
     #     def train(self, job: TrainingJob, unet) -> dict:
     #         return fit(job, unet, transform=self.transform, regression_target=..., monitor=...)
-    # (benchmark.training; see defenses/early_stopping.py).
+    # (benchmark.training; see defenses/distillation.py and defenses/early_stopping.py).
 
     def costs(self) -> dict:
         """What the defense cost, shown in the card (ε for DP, extra steps, ...)."""

@@ -16,6 +16,7 @@ from benchmark.datasets.digits import Digits, DigitsConfig
 from benchmark.training import Recipe, TrainingJob, fit
 from benchmark.utility import denoising_mse
 from defenses.augmentation import Augmentation, AugmentationConfig
+from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
 from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws
 from defenses.early_stopping import EarlyStopping, EarlyStoppingConfig
 from defenses.none import NoDefense, NoDefenseConfig
@@ -195,6 +196,27 @@ def test_augmentation_views_are_flips_and_shifted_crops_of_the_same_image():
     for image, crop in zip(padded, crops, strict=True):
         windows = [image[:, dy : dy + 8, dx : dx + 8] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(crop, window) for window in windows)
+
+
+def test_each_student_target_comes_from_the_teacher_that_did_not_see_the_image():
+    teachers = [lambda x, t: type("Out", (), {"sample": torch.zeros_like(x)})(),
+                lambda x, t: type("Out", (), {"sample": torch.ones_like(x)})()]  # fmt: skip
+    half_of = torch.tensor([0, 1, 0, 1, 1])
+    ids = torch.tensor([4, 0, 2, 3])
+    targets = cross_teacher_targets(teachers, half_of, torch.zeros(4, 1, 2, 2), torch.zeros(4), ids)
+    # half 0 was seen by teacher 0, so its images learn from teacher 1 (ones), and the other way round
+    assert targets.flatten(1).mean(1).tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_distillation_trains_two_teachers_on_disjoint_halves_then_a_student(tmp_path):
+    defense = Distillation(DistillationConfig())
+    unet = _tiny_unet()
+    report = defense.train(_job(tmp_path, steps=6), unet)
+    assert len(report["teachers"]) == 2 and all(r["steps"] == 6 for r in report["teachers"])
+    assert defense.costs()["teacher_members"] == [12, 12]
+    assert (tmp_path / "teacher-0.safetensors").exists() and (tmp_path / "teacher-1.safetensors").exists()
+    again = Distillation(DistillationConfig()).train(_job(tmp_path, steps=6), _tiny_unet())
+    assert all(r.get("resumed") for r in again["teachers"])
 
 
 def test_ema_weights_are_what_the_recipe_ends_with(tmp_path):

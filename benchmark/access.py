@@ -7,6 +7,7 @@ forward pass goes through :class:`QueryCounter`, and that count is what the resu
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,17 +30,45 @@ class ThreatModel(str, enum.Enum):
 
 @dataclass
 class DiffusionModel:
-    """A noise-prediction network and the noise schedule it was trained with."""
+    """A noise-prediction network and the noise schedule it was trained with.
+
+    Latent text-to-image models add two encoders: ``encode_images`` maps pixel images to what the
+    UNet denoises (VAE latents), and ``encode_text`` maps captions to the UNet's cross-attention
+    condition. Attacks then work in latent space with each image's caption as condition, through
+    the same access views.
+    """
 
     unet: torch.nn.Module
     scheduler: Any
+    encode_images: Callable[[torch.Tensor], torch.Tensor] | None = None
+    encode_text: Callable[[Sequence[str]], torch.Tensor] | None = None
+    latent_shape: tuple[int, int, int] | None = None
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
+        if self.latent_shape is not None:
+            return self.latent_shape
         config = self.unet.config
         size = config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         return (config.in_channels, height, width)
+
+    @property
+    def text_conditioned(self) -> bool:
+        return self.encode_text is not None
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """What attacks see of ``images``: the images themselves, or their latents."""
+        if self.encode_images is None:
+            return images
+        with torch.inference_mode():
+            return self.encode_images(images).float().cpu()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, captions: Sequence[str] | None = None) -> torch.Tensor:
+        """``ε_θ(x, t[, caption])`` for one batch, uncounted (utility measurement, not attacks)."""
+        if captions is None:
+            return self.unet(x, t).sample
+        return self.unet(x, t, encoder_hidden_states=self.encode_text(captions)).sample
 
     @property
     def device(self) -> torch.device:
@@ -49,8 +78,11 @@ class DiffusionModel:
 class QueryCounter:
     """Wraps the UNet and counts forward passes per sample (a batch of n counts n)."""
 
-    def __init__(self, unet: torch.nn.Module, batch_size: int) -> None:
+    def __init__(
+        self, unet: torch.nn.Module, batch_size: int, encode_text: Callable[[Sequence[str]], torch.Tensor] | None = None
+    ) -> None:
         self._unet = unet
+        self._encode_text = encode_text
         self.batch_size = batch_size
         self.forward_passes = 0
         self.backward_passes = 0
@@ -59,14 +91,16 @@ class QueryCounter:
         self.forward_passes = 0
         self.backward_passes = 0
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, captions: Sequence[str] | None = None) -> torch.Tensor:
         """Batched forwards; on an out-of-memory error the batch size halves and the chunk reruns
-        (so a suite's batch size is a ceiling, and a GPU of any size finishes)."""
+        (so a suite's batch size is a ceiling, and a GPU of any size finishes). Captions, one per
+        row, are encoded chunk by chunk, so no condition for the whole set sits in memory."""
         outputs, start = [], 0
         while start < x.shape[0]:
             end = start + self.batch_size
             try:
-                outputs.append(runtime.sharded_forward(self._unet, x[start:end], t[start:end]))
+                condition = None if captions is None else self._encode_text(captions[start:end])
+                outputs.append(runtime.sharded_forward(self._unet, x[start:end], t[start:end], condition))
             except Exception as error:
                 if not should_reduce_batch_size(error) or self.batch_size == 1:
                     raise
@@ -103,18 +137,50 @@ class GrayBoxAccess(_View):
 
     def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
         self._model = model
-        self.counter = QueryCounter(model.unet, batch_size)
+        self.counter = QueryCounter(model.unet, batch_size, model.encode_text)
         self.sample_shape = model.sample_shape
         self.device = model.device
         self.alphas_cumprod = model.scheduler.alphas_cumprod.to(torch.float64).clone()
         self.num_train_timesteps = int(model.scheduler.config.num_train_timesteps)
+        self.text_conditioned = model.text_conditioned
+        self._captions: list[str] | None = None
 
-    def predict_noise(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """One counted forward pass per sample; ``t`` is an int or one timestep per sample."""
+    def use_captions(self, captions: Sequence[str] | None) -> None:
+        """The harness binds the scored images' captions before each ``score``/``calibrate`` call."""
+        self._captions = None if captions is None else list(captions)
+
+    @property
+    def captions(self) -> list[str]:
+        """The scored images' own captions, in image order (text-conditioned targets only)."""
+        if not self.text_conditioned or self._captions is None:
+            raise BenchmarkError(
+                "this attack needs captions, but the target is not text-conditioned or the dataset has none; "
+                "use a text_to_image target on a captioned dataset"
+            )
+        return self._captions
+
+    def predict_noise(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """One counted forward pass per sample; ``t`` is an int or one timestep per sample.
+
+        On a text-conditioned target row i is conditioned on the caption of scored image i (so
+        rows must be the scored images, in order), or on ``captions[i]`` when given ("" is the
+        null caption)."""
         self._check_timestep(t)
+        rows = x_t.shape[0]
+        if captions is not None and not self.text_conditioned:
+            raise BenchmarkError("captions were passed, but the target is not text-conditioned")
+        if self.text_conditioned:
+            captions = self.captions if captions is None else list(captions)
+            if len(captions) != rows:
+                raise BenchmarkError(
+                    f"a text-conditioned target needs one caption per row: got {rows} rows and {len(captions)} "
+                    "captions; query the scored images in order, or pass captions="
+                )
         with torch.inference_mode():
             x_t = x_t.to(self.device, torch.float32)
-            return self.counter(x_t, _timesteps(t, x_t.shape[0], self.device)).float()
+            return self.counter(x_t, _timesteps(t, rows, self.device), captions).float()
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, through the scheduler (no query)."""
@@ -158,6 +224,8 @@ class WhiteBoxAccess(GrayBoxAccess):
         copies go through one batched forward (K counted passes) and one backward (1 counted pass).
         """
         self._check_timestep(torch.tensor(timesteps))
+        if self.text_conditioned:
+            raise BenchmarkError("gradient attacks do not support text-conditioned targets yet; drop gsa here")
         unet = self._model.unet
         t = torch.tensor(timesteps, device=self.device)
         clean = x0.to(self.device).expand(len(timesteps), *x0.shape)
@@ -184,6 +252,7 @@ class BlackBoxAccess(_View):
         self.counter = self._gray.counter
         self.sample_shape = model.sample_shape
         self.device = model.device
+        self.use_captions = self._gray.use_captions
 
     def vary(self, images: torch.Tensor, t: int, steps: int, generator: torch.Generator) -> torch.Tensor:
         """One variation per image; costs ``steps`` counted passes per image."""

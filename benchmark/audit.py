@@ -26,7 +26,9 @@ from benchmark.utility import measure_utility
 
 
 def default_attacks() -> list[str]:
-    return [e.name for e in ATTACKS.entries() if e.cls.threat_model is ThreatModel.GRAY_BOX]
+    return [
+        e.name for e in ATTACKS.entries() if e.cls.threat_model is ThreatModel.GRAY_BOX and not e.cls.requires_captions
+    ]
 
 
 def _hold_out(images: torch.Tensor, fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

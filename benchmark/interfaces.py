@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +45,9 @@ class Attack(abc.ABC):
 
     threat_model: ClassVar[ThreatModel]
     Config: ClassVar[type]
+    # True for attacks that condition on the images' captions (text-to-image targets only): the
+    # digits board, which has no captions, cannot run them
+    requires_captions: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -115,10 +118,12 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def obtain(
         self, members: torch.Tensor, defense: Defense, seed: int, cache: Any, key: dict,
-        validation: torch.Tensor | None = None,
+        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
     ) -> TrainedTarget:  # fmt: skip
         """Train on ``members`` under ``defense`` (or load); ``key`` identifies the data, the
-        defense and ``validation`` (the held-out images the defense asked for, if any)."""
+        defense and ``validation`` (the held-out images the defense asked for, if any).
+        ``captions`` are the members' captions when the dataset has them (text-to-image targets
+        condition on them; unconditional targets ignore them)."""
 
 
 class Dataset(abc.ABC):
@@ -135,4 +140,8 @@ class Dataset(abc.ABC):
 
     def labels(self) -> np.ndarray | None:
         """Class labels aligned with ``load()``, or None; utility trains its FID features on them."""
+        return None
+
+    def captions(self) -> list[str] | None:
+        """Captions aligned with ``load()``, or None; text-to-image targets condition on them."""
         return None

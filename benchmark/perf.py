@@ -80,8 +80,8 @@ def scoring_overhead(sizes: PerfSizes) -> list[dict]:
     per_image = _best_of(sizes.repeats * 3, bare) / len(batch)
     rows = []
     for entry in ATTACKS.entries():
-        if entry.cls.threat_model is not ThreatModel.GRAY_BOX or entry.preset:
-            continue  # registered variants share their class's hot path
+        if entry.cls.threat_model is not ThreatModel.GRAY_BOX or entry.preset or entry.cls.requires_captions:
+            continue  # registered variants share their class's hot path; CLiD needs a text-to-image model
         attack = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset))
         access = make_access(model, entry.cls.threat_model, sizes.batch_size)
         wall = _best_of(sizes.repeats, lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator())))

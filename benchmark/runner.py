@@ -42,6 +42,11 @@ def target_key(dataset: Component, split_sha256: str, target: Component, defense
     }
 
 
+def pick(captions: list[str] | None, indices: np.ndarray) -> list[str] | None:
+    """The captions of ``images[indices]`` (None for a dataset without captions)."""
+    return None if captions is None else [captions[int(i)] for i in indices]
+
+
 def unused_pool(split: Split, n_images: int) -> np.ndarray:
     """Indices no block of the split uses: the only images shadows and validation may draw from."""
     return np.setdiff1d(np.arange(n_images), np.concatenate(list(split.indices().values())))
@@ -49,7 +54,7 @@ def unused_pool(split: Split, n_images: int) -> np.ndarray:
 
 def obtain_target(
     images: torch.Tensor, members: np.ndarray, pool: np.ndarray, key: dict, target: Component,
-    defense: Component, seed: int, cache: Cache,
+    defense: Component, seed: int, cache: Cache, captions: list[str] | None = None,
 ) -> TrainedTarget:  # fmt: skip
     """Train (or load) a target on ``images[members]``; a defense that asks for validation images
     gets a seeded draw from ``pool``, and the draw joins the cache key."""
@@ -65,7 +70,8 @@ def obtain_target(
         chosen = np.sort(np.random.default_rng([seed, 0x7A11D]).choice(pool, wanted, replace=False))
         validation = images[chosen]
         key = key | {"validation_sha256": sha256_json(chosen.tolist())}
-    return target.instantiate().obtain(images[members], instance, seed, cache, key, validation)
+    member_captions = pick(captions, members)
+    return target.instantiate().obtain(images[members], instance, seed, cache, key, validation, member_captions)
 
 
 def shadow_provider(
@@ -136,6 +142,7 @@ class TargetCells:
     defense: Component
     seed: int
     images: torch.Tensor
+    captions: list[str] | None
     split: Split
     attacks: list[Component]
     hashes: dict[str, str]
@@ -166,7 +173,7 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
     planned: set[str] = set()
     for dataset in suite.datasets:
         source = dataset.instantiate()
-        images, labels = source.load(), source.labels()
+        images, labels, captions = source.load(), source.labels(), source.captions()
         features = _lazy_features(dataset, images, labels, cache)
         for seed in suite.seeds:
             split = make_split(images, suite.split, seed)
@@ -175,7 +182,8 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                     attacks = suite.attacks_for(defense)
                     hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in attacks}
                     planned.update(hashes.values())
-                    cells = TargetCells(suite, dataset, target, defense, seed, images, split, attacks, hashes, features)
+                    cells = TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
+                                        features)  # fmt: skip
                     _run_cells(cells, store, cache, counter)
     cards = [card for card in store.cards if card["config_hash"] in planned]
     if runtime.is_main_process():
@@ -197,21 +205,25 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
     progress.doing = f"obtaining the target {cells.where}"
     key = target_key(cells.dataset, split.sha256, cells.target, cells.defense)
     pool = unused_pool(split, len(images))
-    trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache)
+    captions = cells.captions
+    trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache,
+                            captions)  # fmt: skip
     progress.doing = f"measuring the utility of {cells.where}"
     utility = measure_utility(
         trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
-        cells.features(),
+        cells.features(), (pick(captions, split.training), pick(captions, split.calibration_nonmembers)),
     )  # fmt: skip
     store.set_utility(trained.target_hash, utility)
     eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+    eval_captions = pick(captions, np.concatenate([split.members, split.nonmembers]))
+    cal_captions = pick(captions, np.concatenate([split.calibration_members, split.calibration_nonmembers]))
     shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)
     for attack in pending:
         progress.doing = f"scoring {attack.label} on {cells.where}"
         result, arrays = run_attack(
             attack, trained.model, eval_images, eval_labels, cal_images, cal_labels, cells.seed,
-            cells.suite.scoring, shadows,
+            cells.suite.scoring, shadows, eval_captions, cal_captions,
         )  # fmt: skip
         card = _card(cells, trained, utility, eval_labels, len(cal_labels), cells.hashes[attack.label], result)
         store.add(card, arrays)

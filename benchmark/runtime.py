@@ -39,7 +39,8 @@ def configure(
 def accelerator() -> Accelerator:
     """One per process. Under ``accelerate launch`` with several processes, training is data
     parallel and every UNet query batch is split across the processes (see ``sharded_forward``)."""
-    if _device_choice in ("cuda", "mps") and not getattr(torch.backends, _device_choice).is_available():
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if _device_choice in available and not available[_device_choice]():
         raise BenchmarkError(f"--device {_device_choice} was asked for but is not available here; use auto or cpu")
     return Accelerator(cpu=_device_choice == "cpu", mixed_precision=_mixed_precision)
 
@@ -55,27 +56,34 @@ def is_main_process() -> bool:
     return accelerator().is_main_process
 
 
-def sharded_forward(unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``unet(x, t).sample`` in float32, with the batch split across processes and gathered back.
+def sharded_forward(
+    unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``unet(x, t).sample`` in float32 (with ``encoder_hidden_states=condition`` for a
+    text-conditioned UNet), with the batch split across processes and gathered back.
 
     Every process runs the same attack code with the same random draws; only the forwards are
     divided, so one process or several give the same scores up to float tolerance (the UNet has
     no batch statistics: GroupNorm and attention are per sample).
     """
     acc = accelerator()
-    if acc.num_processes == 1:
+
+    def forward(x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         with acc.autocast():
-            return unet(x, t).sample.float()
+            if condition is None:
+                return unet(x, t).sample.float()
+            return unet(x, t, encoder_hidden_states=condition).sample.float()
+
+    if acc.num_processes == 1:
+        return forward(x, t, condition)
     share = -(-len(x) // acc.num_processes)
     start = min(acc.process_index * share, len(x))
-    mine_x, mine_t = x[start : start + share], t[start : start + share]
-    padding = share - len(mine_x)
+    mine = [None if v is None else v[start : start + share] for v in (x, t, condition)]
+    padding = share - len(mine[0])
     if padding:  # gather needs equal shapes; padded rows are dropped below
-        mine_x = torch.cat([mine_x, x[:1].expand(padding, *x.shape[1:])])
-        mine_t = torch.cat([mine_t, t[:1].expand(padding)])
-    with acc.autocast():
-        output = unet(mine_x, mine_t).sample.float()
-    return acc.gather(output)[: len(x)]
+        mine = [None if v is None else torch.cat([m, v[:1].expand(padding, *v.shape[1:])])
+                for m, v in zip(mine, (x, t, condition), strict=True)]  # fmt: skip
+    return acc.gather(forward(*mine))[: len(x)]
 
 
 def device() -> torch.device:

@@ -7,7 +7,7 @@ both report identical fields.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,9 +37,14 @@ def run_attack(
     seed: int,
     scoring: Scoring,
     shadow_models: ShadowProvider | None = None,
+    captions: Sequence[str] | None = None,
+    cal_captions: Sequence[str] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
+    """``captions``/``cal_captions``: the images' captions, bound to the access view for a
+    text-to-image target (whose attacks see VAE latents, not pixels)."""
     attack = component.instantiate()
     access = make_access(model, attack.threat_model, scoring.batch_size)
+    images, cal_images = model.prepare(images), model.prepare(cal_images) if len(cal_images) else cal_images
     shadows = None
     if shadow_models is not None:
 
@@ -53,6 +58,7 @@ def run_attack(
     calibration: dict = {}
     cal_scores = np.empty(0)
     if len(cal_images):
+        access.use_captions(cal_captions)
         calibration = attack.calibrate(
             access, cal_images, cal_labels, AttackContext(seeded_generator(seed, component.label, "calibrate"), shadows)
         )
@@ -61,6 +67,7 @@ def run_attack(
             component.label,
             len(cal_images),
         )
+    access.use_captions(captions)
     access.counter.reset()
     started = time.perf_counter()
     scores = _checked(

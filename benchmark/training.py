@@ -47,7 +47,9 @@ class TrainingJob:
     """Everything a defense may use to train a target.
 
     ``validation`` holds images disjoint from every image any attack evaluates (empty unless the
-    defense asked for them); ``scratch`` is where checkpoints of this job live.
+    defense asked for them); ``scratch`` is where checkpoints of this job live. ``conditioning``
+    (text-to-image targets) holds each member's caption embedding, passed to the UNet as
+    ``encoder_hidden_states``.
     """
 
     new_unet: Callable[[], UNet2DModel]
@@ -57,6 +59,7 @@ class TrainingJob:
     recipe: Recipe
     seed: int
     scratch: Path
+    conditioning: torch.Tensor | None = None
 
 
 class Monitor(Protocol):
@@ -150,7 +153,12 @@ def fit(
             wanted = noise if regression_target is None else regression_target(noisy, t, noise, batch_ids)
             # every process draws the same global batch; each trains on its slice and DDP averages
             mine = slice(accelerator.process_index, None, accelerator.num_processes)
-            prediction = unet(noisy[mine].to(device), t[mine].to(device)).sample
+            condition = (
+                {}
+                if job.conditioning is None
+                else {"encoder_hidden_states": job.conditioning[batch_ids][mine].to(device)}
+            )
+            prediction = unet(noisy[mine].to(device), t[mine].to(device), **condition).sample
             loss = F.mse_loss(prediction, wanted[mine].to(device))
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)

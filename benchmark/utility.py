@@ -7,6 +7,8 @@ gap between the two losses shows how much the target memorised. A defense that w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from benchmark.access import DiffusionModel
@@ -18,7 +20,13 @@ UTILITY_TIMESTEPS = 10
 UTILITY_NOISE_SEED = 20261127
 
 
-def denoising_mse(model: DiffusionModel, images: torch.Tensor, batch_size: int = 256) -> float:
+def denoising_mse(
+    model: DiffusionModel, images: torch.Tensor, captions: Sequence[str] | None = None, batch_size: int = 256
+) -> float:
+    """Mean ε-prediction MSE over fixed timesteps and noise (in latent space, conditioned on each
+    image's caption, for a text-to-image target)."""
+    images = model.prepare(images)
+    captions = captions if model.text_conditioned else None
     steps = int(model.scheduler.config.num_train_timesteps)
     timesteps = torch.linspace(0, steps - 1, UTILITY_TIMESTEPS).round().long()
     generator = torch.Generator().manual_seed(UTILITY_NOISE_SEED)
@@ -29,7 +37,8 @@ def denoising_mse(model: DiffusionModel, images: torch.Tensor, batch_size: int =
             noisy = model.scheduler.add_noise(images, noise, t.repeat(len(images)))
             for start in range(0, len(images), batch_size):
                 chunk = noisy[start : start + batch_size].to(model.device)
-                predicted = model.unet(chunk, t.repeat(len(chunk)).to(model.device)).sample.cpu()
+                rows = None if captions is None else captions[start : start + batch_size]
+                predicted = model.forward(chunk, t.repeat(len(chunk)).to(model.device), rows).cpu()
                 total += float(((predicted - noise[start : start + batch_size]) ** 2).mean(dim=(1, 2, 3)).sum())
                 count += len(chunk)
     return total / count
@@ -41,11 +50,14 @@ def measure_utility(
     heldout: torch.Tensor,
     reference: torch.Tensor,
     features: FeatureExtractor | None,
+    captions: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> dict:
-    """Denoising MSE on ``heldout`` and ``training``; FID of samples against ``reference`` (the
-    evaluated non-members) when the dataset has labels to train FID features on."""
-    heldout_mse = denoising_mse(model, heldout)
-    training_mse = denoising_mse(model, training)
+    """Denoising MSE on ``heldout`` and ``training`` (``captions``: theirs, for a text-to-image
+    target); FID of samples against ``reference`` (the evaluated non-members) when the dataset has
+    labels to train FID features on and the model samples unconditionally."""
+    training_captions, heldout_captions = captions or (None, None)
+    heldout_mse = denoising_mse(model, heldout, heldout_captions)
+    training_mse = denoising_mse(model, training, training_captions)
     utility = {
         "version": UTILITY_VERSION,
         "heldout_denoising_mse": heldout_mse,
@@ -54,4 +66,7 @@ def measure_utility(
     }
     if features is None:
         return utility | {"fid": None, "fid_features": "none: no labelled images to train FID features on"}
+    if model.text_conditioned:
+        return utility | {"fid": None, "fid_features": "none: FID here samples unconditionally (DDIM), a text-to-image "
+                          "target needs prompts"}  # fmt: skip
     return utility | sample_quality(model, reference, features)

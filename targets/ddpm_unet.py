@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,7 +82,7 @@ class DDPMUNet(Target):
 
     def obtain(
         self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
-        validation: torch.Tensor | None = None,
+        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
     ) -> TrainedTarget:  # fmt: skip
         target_hash = sha256_json({"key": key, "seed": seed, "trainer": TRAINER_VERSION})
 

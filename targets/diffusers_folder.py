@@ -9,6 +9,7 @@ used by default: they are the weights such models are published and evaluated wi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -119,7 +120,7 @@ class DiffusersFolder(Target):
 
     def obtain(
         self, members: torch.Tensor, defense: Defense | None, seed: int, cache, key: dict,
-        validation: torch.Tensor | None = None,
+        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
     ) -> TrainedTarget:  # fmt: skip
         changes_training = defense is not None and (
             type(defense).train is not Defense.train or type(defense).transform is not Defense.transform

@@ -55,7 +55,8 @@ def calibrated(world, name: str, **params):
 
 
 def test_every_registered_attack_declares_the_papers_cost():
-    assert {entry.name for entry in ATTACKS.entries()} == set(EXPECTED_PASSES)
+    """Caption-conditioned attacks (CLiD) are held to their cost in tests/test_text_to_image.py."""
+    assert {entry.name for entry in ATTACKS.entries() if not entry.cls.requires_captions} == set(EXPECTED_PASSES)
     for name, passes in EXPECTED_PASSES.items():
         assert make_attack(name).expected_passes() == passes
 

@@ -180,3 +180,19 @@ def test_hub_model_ids_fail_clearly_offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BenchmarkError, match="cannot fetch model 'surely-not-cached/ddpm-copy' from the hub"):
         resolve_source("surely-not-cached/ddpm-copy")
+
+
+def test_the_throughput_check_runs_through_the_harness(capsys):
+    """`python -m benchmark.throughput` (the GPU check) on a tiny UNet: training and every timed
+    attack report a rate, and the counted queries are the attacks' own."""
+    from benchmark import runtime
+    from benchmark.throughput import main
+
+    try:
+        main(["--tiny", "--device", "cpu"])
+    finally:
+        runtime.configure("cpu")  # the session's settings (checkpoints on), which main replaced
+    out = capsys.readouterr().out
+    assert "training:" in out and "bare forward" in out
+    for name, queries in (("nais", 5), ("loss", 1), ("pia", 2), ("secmi", 11)):
+        assert f"{name}: " in out and f"{queries} queries each" in out

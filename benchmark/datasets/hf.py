@@ -19,18 +19,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmark.configs import added_later
 from benchmark.errors import BenchmarkError
 from benchmark.interfaces import Dataset
 from benchmark.registry import DATASETS
 
 LABEL_COLUMNS = ("label", "labels", "fine_label")
+CAPTION_COLUMNS = ("text", "caption", "captions")
 
 
 @dataclass
 class HFDatasetConfig:
     """``path``: a hub name such as ``cifar10`` or ``zh-plus/tiny-imagenet`` (needs the network),
-    or a local folder. Empty column names mean: the first image column, and the first of
-    label / labels / fine_label present. ``limit`` 0 keeps every image."""
+    or a local folder. Empty column names mean: the first image column, the first of
+    label / labels / fine_label present, and the first of text / caption / captions present (an
+    ``imagefolder`` gives captions from a metadata.jsonl beside the images). ``limit`` 0 keeps
+    every image."""
 
     path: str
     split: str = "train"
@@ -39,6 +43,7 @@ class HFDatasetConfig:
     image_size: int = 32
     channels: Literal[1, 3] = 3
     limit: int = 0
+    caption_column: str = added_later("")
 
     def validate(self) -> None:
         if not self.path:
@@ -78,17 +83,19 @@ def open_dataset(path: str, split: str) -> datasets.Dataset:
         ) from None
 
 
-def _column(data: datasets.Dataset, wanted: str, image: bool) -> str | None:
+def _column(data: datasets.Dataset, wanted: str, kind: str) -> str | None:
+    """The column named ``wanted``, else the first of its ``kind`` (image, label, caption) present."""
     if wanted:
         if wanted not in data.column_names:
             raise BenchmarkError(f"the dataset has no column '{wanted}'; columns: {', '.join(data.column_names)}")
         return wanted
-    if image:
+    if kind == "image":
         found = [name for name, feature in data.features.items() if isinstance(feature, datasets.Image)]
         if not found:
             raise BenchmarkError(f"the dataset has no image column; columns: {', '.join(data.column_names)}")
         return found[0]
-    return next((name for name in LABEL_COLUMNS if name in data.column_names), None)
+    candidates = LABEL_COLUMNS if kind == "label" else CAPTION_COLUMNS
+    return next((name for name in candidates if name in data.column_names), None)
 
 
 def to_tensor(picture: Image.Image, size: int, channels: int) -> np.ndarray:
@@ -112,12 +119,16 @@ class HFDataset(Dataset):
 
     def load(self) -> torch.Tensor:
         data = self._data
-        column = _column(data, self.config.image_column, image=True)
+        column = _column(data, self.config.image_column, "image")
         size, channels = self.config.image_size, self.config.channels
         pixels = np.stack([to_tensor(picture, size, channels) for picture in data[column]])
         return torch.from_numpy(pixels).float().div(127.5).sub(1.0).contiguous()
 
     def labels(self) -> np.ndarray | None:
         data = self._data
-        column = _column(data, self.config.label_column, image=False)
+        column = _column(data, self.config.label_column, "label")
         return None if column is None else np.asarray(data[column], dtype=np.int64)
+
+    def captions(self) -> list[str] | None:
+        column = _column(self._data, self.config.caption_column, "caption")
+        return None if column is None else [str(text) for text in self._data[column]]

@@ -1,0 +1,167 @@
+"""The latent text-to-image path: a tiny Stable-Diffusion-style pipeline built here (VAE, CLIP text
+encoder from a `transformers` config, conditional UNet), fine-tuned by the harness on captioned
+digits, attacked in latent space with each image's caption as condition."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from PIL import Image
+from sklearn.datasets import load_digits
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from attacks.clid import clip_important_words, inverse_document_frequency
+from benchmark.access import DiffusionModel, GrayBoxAccess
+from benchmark.cache import Cache
+from benchmark.errors import BenchmarkError
+from benchmark.runner import run_suite
+from benchmark.suite import parse_suite
+from conftest import plain_tiny_unet
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+STROKES = ["thin", "bold", "slanted", "upright", "small", "wide"]
+
+
+def tiny_tokenizer(folder) -> CLIPTokenizer:
+    """A character-level CLIP BPE vocabulary (no merges): every lowercase word tokenizes."""
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789',.")
+    vocab = ["<|startoftext|>", "<|endoftext|>"] + letters + [c + "</w>" for c in letters]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=48)
+
+
+def tiny_pipeline(folder) -> None:
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer(folder / "vocab")
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=48,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )  # fmt: skip
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
+        layers_per_block=1, norm_num_groups=8, sample_size=16,
+    )  # fmt: skip
+    # an untrained VAE's latents are small; scale them to unit variance, as SD's 0.18215 does for its VAE
+    digits = torch.from_numpy(load_digits().images[:64]).float().div(8).sub(1)[:, None].expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        std = vae.encode(torch.nn.functional.interpolate(digits, size=16)).latent_dist.mean.std()
+    vae.register_to_config(scaling_factor=float(1 / std))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+    )  # fmt: skip
+    StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=DDPMScheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(folder, safe_serialization=True)  # fmt: skip
+
+
+def captioned_digits(folder, count: int = 96) -> None:
+    """An imagefolder with a metadata.jsonl: the `text` column becomes the captions."""
+    digits = load_digits()
+    folder.mkdir(parents=True)
+    lines = []
+    for i in range(count):
+        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).convert("RGB").resize((16, 16)).save(folder / f"{i:04d}.png")
+        caption = f"a {STROKES[i % len(STROKES)]} handwritten {NAMES[digits.target[i]]} number {i}"
+        lines.append(json.dumps({"file_name": f"{i:04d}.png", "text": caption}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def text_to_image_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2i")
+    tiny_pipeline(root / "pipeline")
+    captioned_digits(root / "images")
+    raw = {
+        "name": "t2i",
+        "version": 1,
+        "datasets": [{"name": "hf", "params": {"path": str(root / "images"), "image_size": 16, "channels": 3}}],
+        "split": {"members": 16, "nonmembers": 32, "calibration_members": 16, "calibration_nonmembers": 16},
+        "targets": [
+            {
+                "name": "text_to_image",
+                "params": {
+                    "path": str(root / "pipeline"),
+                    "finetune_steps": 400,
+                    "batch_size": 16,
+                    "learning_rate": 0.002,
+                },
+            }
+        ],  # fmt: skip
+        "defenses": ["none"],
+        "attacks": ["nais", "loss", "pia", "secmi", "clid"],
+        "seeds": [0],
+        "scoring": {"batch_size": 64, "bootstrap": 50},
+    }
+    cards = run_suite(parse_suite(raw, "t2i", "test"), root / "run", Cache(root / "cache"), console_table=False)
+    return {card["attack"]: card for card in cards}
+
+
+def test_nais_and_clid_score_a_fine_tuned_text_to_image_model(text_to_image_run):
+    cards = text_to_image_run
+    assert set(cards) == {"nais", "loss", "pia", "secmi", "clid"}
+    for card in cards.values():
+        assert card["queries_per_sample"] == card["expected_passes_per_sample"][0]
+    assert cards["clid"]["queries_per_sample"] == 15  # 3 timesteps × (own caption + 4 weakened)
+    assert cards["nais"]["queries_per_sample"] == 5
+    utility = cards["nais"]["utility"]
+    # fine-tuning on 32 captioned images memorises them: their latent loss is lower than held-out
+    assert utility["training_denoising_mse"] < utility["heldout_denoising_mse"]
+    assert utility["fid"] is None  # no labels here, and DDIM FID samples unconditionally
+    assert max(card["auc"] for card in cards.values()) > 0.75
+
+
+def test_captions_condition_the_queries(text_to_image_run):
+    """Own captions and the null caption give different predictions; a row count that does not
+    match the bound captions is refused."""
+    from targets.text_to_image import LatentPipeline
+
+    root = next(iter(text_to_image_run.values()))["training"]["source"]
+    pipeline = LatentPipeline.load(Path(root))
+
+    model = DiffusionModel(pipeline.unet().eval(), pipeline.scheduler, pipeline.encode_images, pipeline.encode_text,
+                           (4, 8, 8))  # fmt: skip
+    access = GrayBoxAccess(model, batch_size=3)
+    latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    access.use_captions(["a bold handwritten seven number 1"] * 2 + ["a thin handwritten two number 2"] * 2)
+    own = access.predict_noise(latents, 100)
+    null = access.predict_noise(latents, 100, captions=[""] * 4)
+    assert not torch.allclose(own, null)
+    assert torch.allclose(own[0], access.predict_noise(latents[:1], 100, captions=access.captions[:1])[0], atol=1e-5)
+    assert access.counter.forward_passes == 9
+    with pytest.raises(BenchmarkError, match="one caption per row"):
+        access.predict_noise(latents[:3], 100)
+
+
+def test_clid_refuses_a_target_without_captions():
+    access = GrayBoxAccess(DiffusionModel(plain_tiny_unet(), DDPMScheduler()))
+    with pytest.raises(BenchmarkError, match="text-conditioned"):
+        access.captions  # noqa: B018
+
+
+def test_importance_clipping_drops_the_rarest_words_first():
+    captions = ["a bold handwritten seven", "a thin handwritten two", "a bold handwritten two"]
+    idf = inverse_document_frequency(captions)
+    assert clip_important_words("a bold handwritten seven", 1, idf) == "a bold handwritten"
+    assert clip_important_words("a bold handwritten seven", 2, idf) == "a handwritten"
+    assert clip_important_words("a bold handwritten seven", 9, idf) == ""

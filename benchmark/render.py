@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.plots import budget_plot, frontier_plot, roc_plot
+from benchmark.registry import ATTACKS
 from benchmark.storage import atomic_write_text
 from benchmark.tables import (
     GROUP,
@@ -44,6 +45,11 @@ def leaderboard_markdown(cards: list[dict], plots: list[str], load_scores: Score
         "submitted, not yet rerun.",
         "",
     ]
+    scored = {c["attack_name"] for c in cards}
+    captioned = sorted(e.name for e in ATTACKS.entries() if e.cls.requires_captions and e.name not in scored)
+    if captioned:
+        names = ", ".join(f"`{name}`" for name in captioned)
+        lines += [f"Not on this page: {names}, which conditions on captions (text-to-image targets only).", ""]
     lines += _section(
         "Defenses, ranked by their strongest attack",
         "Lower is more private. Worst case over every attack (each attack averaged over seeds), utility beside it.",

@@ -117,6 +117,29 @@ def text_to_image_run(tmp_path_factory):
     return {card["attack"]: card for card in cards}
 
 
+def test_a_pipeline_is_attacked_as_given_without_finetuning(text_to_image_run):
+    """``finetune_steps: 0``: the folder's own UNet is attacked, nothing is trained or cached."""
+    source = Path(text_to_image_run["nais"]["training"]["source"])
+    root = source.parent
+    raw = {
+        "name": "t2i-given",
+        "version": 1,
+        "datasets": [{"name": "hf", "params": {"path": str(root / "images"), "image_size": 16, "channels": 3}}],
+        "split": {"members": 16, "nonmembers": 32, "calibration_members": 16, "calibration_nonmembers": 16},
+        "targets": [{"name": "text_to_image", "params": {"path": str(source)}}],
+        "defenses": ["none"],
+        "attacks": ["loss"],
+        "seeds": [0],
+        "scoring": {"batch_size": 64, "bootstrap": 50},
+    }
+    cache = Cache(root / "cache-given")
+    (card,) = run_suite(parse_suite(raw, "t2i-given", "test"), root / "run-given", cache, console_table=False)
+    assert card["training"]["finetune_steps"] == 0
+    assert card["target_hash"] != text_to_image_run["nais"]["target_hash"]
+    assert not (root / "cache-given" / "targets").exists()
+    assert 0.2 < card["auc"] < 0.8  # the untrained pipeline never saw these images
+
+
 def test_nais_and_clid_score_a_fine_tuned_text_to_image_model(text_to_image_run):
     cards = text_to_image_run
     assert set(cards) == {"nais", "loss", "pia", "secmi", "clid"}

@@ -59,7 +59,7 @@ class DiffusionModel:
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """What attacks see of ``images``: the images themselves, or their latents."""
-        if self.encode_images is None:
+        if self.encode_images is None or not len(images):
             return images
         with torch.inference_mode():
             return self.encode_images(images).float().cpu()

@@ -97,6 +97,16 @@ class Defense(abc.ABC):
         """What the defense cost, for the card (ε, steps, ...)."""
         return {}
 
+    def replaces_procedure(self) -> bool:
+        """True when ``train`` is not plain ``fit`` (or needs validation images): a target that
+        trains with its own data (latents, captions) can only honour batch transforms."""
+        return type(self).train is not Defense.train or self.validation_size() > 0
+
+    def changes_training(self) -> bool:
+        """True when training under this defense differs from plain training: a model loaded as
+        given cannot honour it."""
+        return type(self).transform is not Defense.transform or self.replaces_procedure()
+
 
 @dataclass
 class TrainedTarget:

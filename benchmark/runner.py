@@ -216,6 +216,7 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
     store.set_utility(trained.target_hash, utility)
     eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+    eval_images, cal_images = trained.model.prepare(eval_images), trained.model.prepare(cal_images)
     eval_captions = pick(captions, np.concatenate([split.members, split.nonmembers]))
     cal_captions = pick(captions, np.concatenate([split.calibration_members, split.calibration_nonmembers]))
     shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)

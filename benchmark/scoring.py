@@ -40,11 +40,11 @@ def run_attack(
     captions: Sequence[str] | None = None,
     cal_captions: Sequence[str] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """``captions``/``cal_captions``: the images' captions, bound to the access view for a
-    text-to-image target (whose attacks see VAE latents, not pixels)."""
+    """``images`` are what the model denoises (``model.prepare``: VAE latents for a text-to-image
+    target, encoded once by the caller for all its attacks); ``captions``/``cal_captions`` are
+    theirs, bound to the access view of a text-conditioned target."""
     attack = component.instantiate()
     access = make_access(model, attack.threat_model, scoring.batch_size)
-    images, cal_images = model.prepare(images), model.prepare(cal_images) if len(cal_images) else cal_images
     shadows = None
     if shadow_models is not None:
 

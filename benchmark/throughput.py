@@ -1,6 +1,6 @@
 """``python -m benchmark.throughput``: training and scoring throughput of the paper's CIFAR-10 UNet.
 
-The GPU check of the paper-scale path: the reference 35.7M UNet (ch 128, 1-2-2-2, attention at
+The GPU check of the paper-scale path: the `paper` suite's target (35.7M UNet, ch 128, 1-2-2-2, attention at
 16×16, EMA, warm-up) trained by the harness's own ``fit`` on random 32×32 RGB images of CIFAR-10's
 training-set size, then NAIS, loss, PIA and SecMI scored through the counted access view. It prints
 images per second for each, and each attack's UNet forwards per second as a share of a bare batched
@@ -10,6 +10,7 @@ forward at the same batch size (what the harness costs on that device).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -22,13 +23,10 @@ from benchmark.access import DiffusionModel, make_access
 from benchmark.configs import build_config
 from benchmark.interfaces import AttackContext
 from benchmark.registry import ATTACKS, TARGETS
+from benchmark.suite import load_suite
 from benchmark.training import Recipe, TrainingJob, fit
 
-PAPER_UNET = {
-    "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2, "attention_levels": [1], "dropout": 0.1,
-    "batch_size": 128, "learning_rate": 2e-4, "ema_decay": 0.9999, "grad_clip": 1.0,
-}  # fmt: skip
-TINY_UNET = PAPER_UNET | {"block_out_channels": [16, 32], "batch_size": 8}
+TINY_UNET = {"block_out_channels": [16, 32], "batch_size": 8}
 ATTACKS_TIMED = ("nais", "loss", "pia", "secmi")
 
 
@@ -45,10 +43,11 @@ def _timed(action) -> float:
     return time.perf_counter() - started
 
 
-def measure(steps: int, images: int, members: int, unet_params: dict, batch: int) -> list[str]:
-    entry = TARGETS.get("ddpm_unet")
-    module = sys.modules[entry.cls.__module__]
-    config = build_config(entry.cls.Config, "throughput", unet_params | {"train_steps": steps, "warmup_steps": 10})
+def measure(steps: int, images: int, members: int, changes: dict, batch: int) -> list[str]:
+    """The `paper` suite's target (with ``changes``), trained ``steps`` steps twice, then scored."""
+    target = load_suite("paper").targets[0]
+    module = sys.modules[TARGETS.get(target.name).cls.__module__]
+    config = dataclasses.replace(target.instantiate().config, **changes, train_steps=steps, warmup_steps=10)
 
     def new_unet():
         torch.manual_seed(0)
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny UNet and few images: checks that it runs")
     args = parser.parse_args(argv)
     runtime.configure(args.device, None, 0, args.mixed_precision)
-    sizes = (args.steps, args.images, 25000, PAPER_UNET, 1000)
+    sizes = (args.steps, args.images, 25000, {}, 1000)
     if args.tiny:
         sizes = (2, 16, 32, TINY_UNET, 8)
     for line in measure(*sizes):

@@ -122,10 +122,7 @@ class DiffusersFolder(Target):
         self, members: torch.Tensor, defense: Defense | None, seed: int, cache, key: dict,
         validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
     ) -> TrainedTarget:  # fmt: skip
-        changes_training = defense is not None and (
-            type(defense).train is not Defense.train or type(defense).transform is not Defense.transform
-        )
-        if changes_training:
+        if defense is not None and defense.changes_training():
             raise BenchmarkError(
                 "diffusers_folder loads a model trained elsewhere, so a defense cannot change it; "
                 "use defenses: [none] with this target"

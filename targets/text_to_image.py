@@ -121,7 +121,10 @@ class TextToImage(Target):
             raise BenchmarkError(
                 "text_to_image needs captions: use a dataset with a text or caption column (hf: caption_column)"
             )
-        if type(defense).train is not Defense.train or defense.validation_size():
+        if self.config.finetune_steps == 0 and defense.changes_training():
+            raise BenchmarkError("with finetune_steps: 0 the pipeline is attacked as given, so a defense cannot change "
+                                 "it; use defenses: [none] or set finetune_steps")  # fmt: skip
+        if defense.replaces_procedure():
             raise BenchmarkError(
                 "this defense changes the training procedure, which the text_to_image target does not support "
                 "yet; use none or augmentation"

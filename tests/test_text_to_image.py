@@ -188,3 +188,17 @@ def test_importance_clipping_drops_the_rarest_words_first():
     assert clip_important_words("a bold handwritten seven", 1, idf) == "a bold handwritten"
     assert clip_important_words("a bold handwritten seven", 2, idf) == "a handwritten"
     assert clip_important_words("a bold handwritten seven", 9, idf) == ""
+
+
+@pytest.mark.parametrize(
+    "finetune_steps, defense, refused",
+    [(0, "augmentation", "attacked as given"), (10, "early_stopping", "changes the training procedure")],
+)
+def test_defenses_the_target_cannot_honour_are_refused(finetune_steps, defense, refused):
+    from benchmark.registry import DEFENSES
+    from targets.text_to_image import TextToImage, TextToImageConfig
+
+    entry = DEFENSES.get(defense)
+    target = TextToImage(TextToImageConfig(path="./never-read", finetune_steps=finetune_steps))
+    with pytest.raises(BenchmarkError, match=refused):
+        target.obtain(torch.zeros(2, 3, 16, 16), entry.cls(entry.cls.Config()), 0, None, {}, captions=["a", "b"])

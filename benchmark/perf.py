@@ -38,7 +38,7 @@ class PerfSizes:
     batch_size: int = 256
     train_steps: int = 30
     members: int = 96
-    image_size: int = 16
+    image_size: int = 8  # the quick and full suites' digits resolution
     repeats: int = 3
 
     @classmethod

@@ -17,7 +17,7 @@ from benchmark.training import Recipe, TrainingJob, fit
 from benchmark.utility import denoising_mse
 from defenses.augmentation import Augmentation, AugmentationConfig
 from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
-from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws
+from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws, per_sample_gradient_module
 from defenses.early_stopping import EarlyStopping, EarlyStoppingConfig
 from defenses.none import NoDefense, NoDefenseConfig
 from targets.ddpm_unet import DDPMUNetConfig, build_scheduler, build_unet
@@ -55,22 +55,30 @@ def _batch(size: int, seed: int = 0):
     return scheduler.add_noise(DIGITS[:size], noise, t), t, noise
 
 
-def _opacus_grad_samples(unet, noisy, t, noise) -> dict[str, torch.Tensor]:
-    model = prepare_module(unet, "functorch", loss_reduction="mean")
+def _opacus_grad_samples(unet, noisy, t, noise, prepare=per_sample_gradient_module) -> dict[str, torch.Tensor]:
+    model, handles = prepare(unet)
     model.train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         F.mse_loss(model(noisy, t).sample, noise).backward()
     samples = {name: p.grad_sample.clone() for name, p in unet.named_parameters()}
     model._close()
+    for handle in handles:
+        handle.remove()
     return samples
 
 
-def test_opacus_functorch_per_sample_gradients_match_autograd_on_a_unet_with_attention():
-    """The warning in the issue: hooks mode zeroes convs after attention; functorch must be exact."""
+def _plain_hooks_mode(unet):
+    return prepare_module(unet, "hooks", loss_reduction="mean"), []
+
+
+def test_dpsgd_per_sample_gradients_match_autograd_on_a_unet_with_attention():
+    """The warning in the issue: opacus's hooks mode, fed diffusers' strided conv inputs, zeroes
+    convs after attention; the defense's preparation must be exact."""
     unet = _tiny_unet(attention=True)
     noisy, t, noise = _batch(4)
     expected = _per_example_gradients(unet, noisy, t, noise)
+    unfixed = _opacus_grad_samples(unet, noisy, t, noise, _plain_hooks_mode)
     samples = _opacus_grad_samples(unet, noisy, t, noise)
     convs_after_attention = [n for n in samples if n.startswith("mid_block") and n.endswith("conv1.weight")]
     assert convs_after_attention
@@ -80,6 +88,7 @@ def test_opacus_functorch_per_sample_gradients_match_autograd_on_a_unet_with_att
         assert (sample - truth).norm() / scale < 1e-3 or truth.norm() < 1e-7, name
     for name in convs_after_attention:
         assert samples[name].flatten(1).norm(dim=1).min() > 0
+        assert unfixed[name].abs().max() == 0  # what the contiguous inputs are there for
 
 
 def test_noise_multiplicity_averages_each_examples_draws_before_clipping():

@@ -46,14 +46,15 @@ class PerfSizes:
         return cls(images=32, batch_size=16, train_steps=4, members=16, image_size=8, repeats=1)
 
 
+def _seconds(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
 def _best_of(repeats: int, action: Callable[[], object]) -> float:
     """The fastest of several timings: the least disturbed by the rest of the machine."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return min(_seconds(action) for _ in range(repeats))
 
 
 def _model(sizes: PerfSizes) -> tuple[DiffusionModel, object]:
@@ -87,8 +88,8 @@ def scoring_overhead(sizes: PerfSizes) -> list[dict]:
         access = make_access(model, entry.cls.threat_model, sizes.batch_size)
         walls, bares = [], []
         for _ in range(sizes.repeats):
-            walls.append(_best_of(1, lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator()))))
-            bares.append(_best_of(1, bare))
+            walls.append(_seconds(lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator()))))
+            bares.append(_seconds(bare))
         queries = access.counter.forward_passes / (sizes.repeats * len(images))
         rows.append(
             {

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from opacus.grad_sample.utils import prepare_module
 
 from benchmark import runtime
 from benchmark.access import DiffusionModel
 from benchmark.datasets.digits import Digits, DigitsConfig
+from benchmark.errors import BenchmarkError
 from benchmark.training import Recipe, TrainingJob, fit
 from benchmark.utility import denoising_mse
+from defenses._per_example_clipping import ClippedGradients, conv_weight_norms_direct, conv_weight_norms_ghost
 from defenses.augmentation import Augmentation, AugmentationConfig
 from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
-from defenses.dpsgd import DPSGD, DPSGDConfig, average_over_draws, per_sample_gradient_module
+from defenses.dpsgd import DPSGD, DPSGDConfig
 from defenses.early_stopping import EarlyStopping, EarlyStoppingConfig
 from defenses.none import NoDefense, NoDefenseConfig
 from targets.ddpm_unet import DDPMUNetConfig, build_scheduler, build_unet
@@ -38,11 +38,11 @@ def _job(tmp_path: Path, steps: int = 12, validation: int = 0, **recipe) -> Trai
     )  # fmt: skip
 
 
-def _per_example_gradients(unet, noisy, t, noise) -> list[dict[str, torch.Tensor]]:
+def _per_example_gradients(unet, noisy, t, noise, draws: int = 1) -> list[dict[str, torch.Tensor]]:
     rows = []
-    for i in range(len(noisy)):
+    for i in range(0, len(noisy), draws):
         unet.zero_grad(set_to_none=True)
-        F.mse_loss(unet(noisy[i : i + 1], t[i : i + 1]).sample, noise[i : i + 1]).backward()
+        F.mse_loss(unet(noisy[i : i + draws], t[i : i + draws]).sample, noise[i : i + draws]).backward()
         rows.append({name: p.grad.clone() for name, p in unet.named_parameters()})
     return rows
 
@@ -55,57 +55,52 @@ def _batch(size: int, seed: int = 0):
     return scheduler.add_noise(DIGITS[:size], noise, t), t, noise
 
 
-def _opacus_grad_samples(unet, noisy, t, noise, prepare=per_sample_gradient_module) -> dict[str, torch.Tensor]:
-    model, handles = prepare(unet)
-    model.train()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        F.mse_loss(model(noisy, t).sample, noise).backward()
-    samples = {name: p.grad_sample.clone() for name, p in unet.named_parameters()}
-    model._close()
-    for handle in handles:
-        handle.remove()
-    return samples
+def _clipped_sum_by_autograd(unet, noisy, t, noise, draws: int, max_grad_norm: float):
+    """(each example's gradient norm, Σ clip·gradient), one example (its draws) at a time."""
+    gradients = _per_example_gradients(unet, noisy, t, noise, draws)
+    norms = torch.stack([torch.cat([g.flatten() for g in row.values()]).norm() for row in gradients])
+    factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    return norms, {name: sum(f * row[name] for f, row in zip(factors, gradients, strict=True)) for name in gradients[0]}
 
 
-def _plain_hooks_mode(unet):
-    return prepare_module(unet, "hooks", loss_reduction="mean"), []
-
-
-def test_dpsgd_per_sample_gradients_match_autograd_on_a_unet_with_attention():
-    """The warning in the issue: opacus's hooks mode, fed diffusers' strided conv inputs, zeroes
-    convs after attention; the defense's preparation must be exact."""
+@pytest.mark.parametrize("draws", [1, 2])
+def test_dpsgd_clips_each_example_exactly_as_autograd_on_a_unet_with_attention(draws):
+    """Norms and the clipped sum, through attention's strided views, for one draw per example and
+    for DPDM's noise multiplicity (an example's draws averaged before clipping)."""
     unet = _tiny_unet(attention=True)
-    noisy, t, noise = _batch(4)
-    expected = _per_example_gradients(unet, noisy, t, noise)
-    unfixed = _opacus_grad_samples(unet, noisy, t, noise, _plain_hooks_mode)
-    samples = _opacus_grad_samples(unet, noisy, t, noise)
-    convs_after_attention = [n for n in samples if n.startswith("mid_block") and n.endswith("conv1.weight")]
-    assert convs_after_attention
-    for name, sample in samples.items():
-        truth = torch.stack([row[name] for row in expected])
-        scale = truth.norm().clamp_min(1e-6)
-        assert (sample - truth).norm() / scale < 1e-3 or truth.norm() < 1e-7, name
-    for name in convs_after_attention:
-        assert samples[name].flatten(1).norm(dim=1).min() > 0
-        assert unfixed[name].abs().max() == 0  # what the contiguous inputs are there for
+    noisy, t, noise = _batch(4 * draws)  # example-major rows, as repeat_interleave lays them out
+    expected_norms, expected_sum = _clipped_sum_by_autograd(unet, noisy, t, noise, draws, max_grad_norm=1.0)
+    assert expected_norms.min() > 1.0  # clipping is active for every example
+    clipped = ClippedGradients(unet, max_grad_norm=1.0, draws=draws)
+    unet.zero_grad(set_to_none=True)
+    per_draw = F.mse_loss(clipped.module(noisy, t).sample, noise, reduction="none").flatten(1).mean(dim=1)
+    clipped.backward(per_draw.view(-1, draws).mean(dim=1))
+    assert torch.allclose(clipped.module.per_sample_gradient_norms, expected_norms, rtol=1e-4)
+    for name, p in unet.named_parameters():
+        assert (p.grad - expected_sum[name]).norm() <= 1e-4 * expected_sum[name].norm() + 1e-7, name
+    clipped.close()
 
 
-def test_noise_multiplicity_averages_each_examples_draws_before_clipping():
-    unet = _tiny_unet()
-    k = 3
-    noisy, t, noise = _batch(6)  # rows 0-2 are draws of example 0, rows 3-5 of example 1 (as repeat_interleave)
-    samples = _opacus_grad_samples(unet, noisy, t, noise)
-    parameters = list(unet.parameters())
-    for p, sample in zip(parameters, samples.values(), strict=True):
-        p.grad_sample = sample
-    average_over_draws(parameters, k)
+@pytest.mark.parametrize("measure", [conv_weight_norms_ghost, conv_weight_norms_direct])
+@pytest.mark.parametrize("draws", [1, 3])
+def test_conv_weight_norms_match_autograd_for_strided_padded_convolutions(measure, draws):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, kernel_size=3, stride=2, padding=1)
+    x = torch.randn(2 * draws, 7, 7, 3).permute(0, 3, 1, 2)  # a non-contiguous view, as attention hands on
+    backprops = torch.randn(2 * draws, 5, 4, 4)
+    expected = []
     for example in range(2):
-        rows = slice(example * k, (example + 1) * k)
-        unet.zero_grad(set_to_none=True)
-        F.mse_loss(unet(noisy[rows], t[rows]).sample, noise[rows]).backward()
-        for p in parameters:
-            assert torch.allclose(p.grad_sample[example], p.grad, rtol=1e-3, atol=1e-6)
+        rows = slice(example * draws, (example + 1) * draws)
+        (weight_grad,) = torch.autograd.grad((conv(x[rows]) * backprops[rows]).sum() / draws, conv.weight)
+        expected.append(weight_grad.norm())
+    assert torch.allclose(measure(conv, x, backprops, draws), torch.stack(expected), rtol=1e-4)
+
+
+def test_dpsgd_refuses_a_layer_its_norms_do_not_cover():
+    unet = _tiny_unet()
+    unet.conv_norm_out = torch.nn.LayerNorm([8, 8, 8])
+    with pytest.raises(BenchmarkError, match="LayerNorm"):
+        ClippedGradients(unet, max_grad_norm=1.0, draws=1)
 
 
 def test_dpsgd_spends_the_target_epsilon_and_reports_its_costs(tmp_path):

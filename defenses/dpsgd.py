@@ -7,10 +7,10 @@ attack's TPR can exceed e^ε·FPR + δ, so the leaderboard can check attacks aga
 
 The clipped sum of per-example gradients comes from ``_per_example_clipping``: opacus's
 ghost-clipping hooks measure each example's gradient norm in one backward pass and the clipped sum is
-built from what those hooks saw, so no per-example gradient is stored (1.6-2.4x a plain step on the
-suites' digits; opacus's ``hooks`` mode was 3.3-4.2x, ``functorch`` 5x). Tests compare the norms and
-the clipped sum against per-example autograd. opacus still adds the noise (``DPOptimizer``) and
-keeps the books (its accountants).
+built from what those hooks saw, so no per-example gradient is stored: 2.4-2.8x a plain step at the
+suites' 8x8 in ``benchmark perf``, where opacus's ``hooks`` mode measured 3.3-4.2x and ``functorch``
+5.2x. Tests compare the norms and the clipped sum against per-example autograd. opacus still adds
+the noise (its fast-gradient-clipping ``DPOptimizer``) and keeps the books (its accountants).
 
 Noise multiplicity (DPDM): each example's loss is averaged over K (timestep, noise) draws before
 its gradient is clipped; the privacy cost is unchanged (still one clipped gradient per example)
@@ -60,7 +60,7 @@ class DPSGDConfig:
             raise ValueError("noise_multiplicity must be at least 1")
 
 
-@DEFENSES.register("dpsgd", "DP-SGD via opacus (per-sample grads, Poisson sampling, PRV accountant)")
+@DEFENSES.register("dpsgd", "DP-SGD via opacus (per-example clipping by ghost norms, Poisson sampling, PRV accountant)")
 class DPSGD(Defense):
     Config = DPSGDConfig
 

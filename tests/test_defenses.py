@@ -118,6 +118,26 @@ def test_dpsgd_spends_the_target_epsilon_and_reports_its_costs(tmp_path):
     assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for p in unet.parameters())
 
 
+def test_dpsgd_steps_through_empty_poisson_batches(tmp_path, monkeypatch):
+    """q = 1/24: about a third of the steps draw no example, and each must still take a noise-only step."""
+    job = _job(tmp_path, steps=10)
+    job.recipe.batch_size = 1
+    sizes = []
+    original = DPSGD.transform
+
+    def counting(self, batch, generator):
+        sizes.append(len(batch))
+        return original(self, batch, generator)
+
+    monkeypatch.setattr(DPSGD, "transform", counting)
+    unet = _tiny_unet()
+    before = {k: v.clone() for k, v in unet.named_parameters()}
+    defense = DPSGD(DPSGDConfig())
+    assert defense.train(job, unet)["steps"] == 10
+    assert 0 in sizes and len(sizes) == 10
+    assert all(not torch.equal(before[k], v) for k, v in unet.named_parameters())  # noise moved every weight
+
+
 def test_smaller_epsilon_means_more_noise(tmp_path):
     sigmas = []
     for epsilon in (1.0, 10.0):

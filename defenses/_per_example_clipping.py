@@ -33,7 +33,7 @@ from torch.nn.grad import conv2d_weight
 from benchmark.errors import BenchmarkError
 
 SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.GroupNorm)
-Norms = dict[nn.Parameter, torch.Tensor]
+PerParameter = dict[nn.Parameter, torch.Tensor]  # norms, or per-row gradients
 
 
 def conv_weight_norms_ghost(layer: nn.Conv2d, x: torch.Tensor, backprops: torch.Tensor, draws: int) -> torch.Tensor:
@@ -105,7 +105,7 @@ def _write_linear(layer: nn.Linear, x: torch.Tensor, backprops: torch.Tensor, we
         layer.bias.grad = weighted.reshape(-1, weighted.shape[-1]).sum(dim=0)
 
 
-def _write_rows(rows: Norms, weights: torch.Tensor) -> None:
+def _write_rows(rows: PerParameter, weights: torch.Tensor) -> None:
     for p, per_row in rows.items():
         p.grad = torch.einsum("n,n...->...", weights, per_row)
 
@@ -119,10 +119,10 @@ class BookKeeping:
         self.draws = draws
         self.writers: dict[nn.Module, Callable[[torch.Tensor], None]] = {}
 
-    def norm_samplers(self) -> dict[type, Callable[..., Norms]]:
+    def norm_samplers(self) -> dict[type, Callable[..., PerParameter]]:
         return {nn.Conv2d: self._conv, nn.Linear: self._linear, nn.GroupNorm: self._group_norm}
 
-    def _conv(self, layer: nn.Conv2d, activations: list[torch.Tensor], backprops: torch.Tensor) -> Norms:
+    def _conv(self, layer: nn.Conv2d, activations: list[torch.Tensor], backprops: torch.Tensor) -> PerParameter:
         x = activations[0]
         self.writers[layer] = partial(_write_conv, layer, x, backprops)
         measure = conv_weight_norms_ghost if _uses_ghost(layer, x, backprops, self.draws) else conv_weight_norms_direct
@@ -131,7 +131,7 @@ class BookKeeping:
             norms[layer.bias] = _fold_draws(backprops.flatten(2), self.draws).sum(dim=2).norm(dim=1) / self.draws
         return norms
 
-    def _linear(self, layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor) -> Norms:
+    def _linear(self, layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor) -> PerParameter:
         x = activations[0]
         self.writers[layer] = partial(_write_linear, layer, x, backprops)
         n = x.shape[0] // self.draws  # an example's draws (and sequence positions) become one sequence
@@ -139,7 +139,9 @@ class BookKeeping:
         norms = compute_linear_norm_sample(layer, *as_sequences)
         return {p: norm / self.draws for p, norm in norms.items()}
 
-    def _group_norm(self, layer: nn.GroupNorm, activations: list[torch.Tensor], backprops: torch.Tensor) -> Norms:
+    def _group_norm(
+        self, layer: nn.GroupNorm, activations: list[torch.Tensor], backprops: torch.Tensor
+    ) -> PerParameter:
         rows = compute_group_norm_grad_sample(layer, activations, backprops)
         self.writers[layer] = partial(_write_rows, rows)
         return {p: g.view(-1, self.draws, g.shape[1]).mean(dim=1).norm(dim=1) for p, g in rows.items()}

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, GrayBoxView, ThreatModel
 
 
 @dataclass
@@ -27,7 +25,7 @@ class MyAttack(Attack):
     threat_model = ThreatModel.GRAY_BOX  # the weakest access the attack needs; the adapter enforces it
     Config = MyAttackConfig
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         """Optional: fit thresholds, timesteps or a classifier on labelled calibration images."""
         return {}
 
@@ -35,7 +33,7 @@ class MyAttack(Attack):
         """(forward, backward) passes per image as the paper specifies; a test checks the counted ones."""
         return (1, 0)
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         """One float per image, higher = member. Every ``predict_noise`` call is counted per image."""
         noise = torch.randn(images.shape, generator=ctx.generator)
         predicted = access.predict_noise(access.add_noise(images, noise, self.config.t), self.config.t)

@@ -31,10 +31,7 @@ import numpy as np
 import torch
 from sklearn.preprocessing import RobustScaler
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.calibration import choose_by_auc
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, GrayBoxView, ThreatModel, choose_by_auc
 
 ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -78,12 +75,6 @@ class CLiD(Attack):
     requires_captions = True
     Config = CLiDConfig
 
-    def __init__(self, config: CLiDConfig) -> None:
-        super().__init__(config)
-        self.alpha = config.alpha
-        self.idf: dict[str, float] | None = None
-        self.scalers: tuple[RobustScaler, RobustScaler] | None = None
-
     def expected_passes(self) -> tuple[int, int]:
         return (len(self.config.timesteps) * (1 + self.config.weakened), 0)
 
@@ -93,10 +84,11 @@ class CLiD(Attack):
             [clip_important_words(c, drop, idf) for c in captions] for drop in range(1, self.config.weakened)
         ]
 
-    def _statistics(self, access: GrayBoxAccess, latents: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+    def _statistics(self, access: GrayBoxView, latents: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         """Per image: (D, L), the mean weakened-minus-own loss gap and the own-caption loss."""
         captions = access.captions
-        weakened = self._weakened(captions, self.idf or inverse_document_frequency(captions))
+        idf = self.idf_ if self.has_learned("idf_") else inverse_document_frequency(captions)
+        weakened = self._weakened(captions, idf)
         gaps, losses = [], []
         for t in self.config.timesteps:
             noise = torch.randn(latents.shape, generator=generator)
@@ -116,18 +108,21 @@ class CLiD(Attack):
         loss = scalers[1].transform(statistics[:, 1:])[:, 0]
         return alpha * gap - (1 - alpha) * loss
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        self.idf = inverse_document_frequency(access.captions)
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        self.idf_ = inverse_document_frequency(access.captions)
         statistics = self._statistics(access, images, ctx.generator)
-        self.scalers = (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
+        self.scalers_ = (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
         if not self.config.search_alpha:
+            self.alpha_ = self.config.alpha
             return {"scaling": "fitted on the calibration split"}
-        self.alpha, table = choose_by_auc(ALPHA_GRID, lambda a: self._combine(statistics, a, self.scalers), labels)
-        return {"chosen": {"alpha": self.alpha}, "table": table}
+        self.alpha_, table = choose_by_auc(ALPHA_GRID, lambda a: self._combine(statistics, a, self.scalers_), labels)
+        return {"chosen": {"alpha": self.alpha_}, "table": table}
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         """Without a calibration split (``audit``), the scaling is fitted on the scored statistics
         themselves: label-free and monotone in each statistic."""
         statistics = self._statistics(access, images, ctx.generator)
-        scalers = self.scalers or (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
-        return self._combine(statistics, self.alpha, scalers)
+        if not self.has_learned("scalers_"):
+            scalers = (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
+            return self._combine(statistics, self.config.alpha, scalers)
+        return self._combine(statistics, self.alpha_, self.scalers_)

@@ -16,10 +16,7 @@ import numpy as np
 import torch
 from sklearn.ensemble import GradientBoostingClassifier
 
-from benchmark.access import ThreatModel, WhiteBoxAccess
-from benchmark.errors import BenchmarkError
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, BenchmarkError, ThreatModel, WhiteBoxView
 
 
 @dataclass
@@ -46,7 +43,7 @@ class GSA(Attack):
         backward = 1 if self.config.variant == "gsa1" else self.config.timesteps
         return (self.config.timesteps, backward)
 
-    def features(self, access: WhiteBoxAccess, images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+    def features(self, access: WhiteBoxView, images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         count = self.config.timesteps
         timesteps = [(i + 1) * access.num_train_timesteps // count - 1 for i in range(count)]
         rows = []
@@ -59,7 +56,7 @@ class GSA(Attack):
                 rows.append(torch.stack(per_t).mean(0))
         return torch.stack(rows).double().numpy()
 
-    def calibrate(self, access: WhiteBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+    def calibrate(self, access: WhiteBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         if ctx.shadows is None:
             raise BenchmarkError("gsa needs shadow targets trained by the harness; run it from a suite, not audit")
         features, targets = [], []
@@ -68,10 +65,10 @@ class GSA(Attack):
                 features.append(self.features(shadow.access, group, ctx.generator))
                 targets.append(np.full(len(group), label))
         seed = int(torch.randint(0, 2**31, (1,), generator=ctx.generator))
-        self.classifier = GradientBoostingClassifier(
+        self.classifier_ = GradientBoostingClassifier(
             n_estimators=self.config.n_estimators, max_depth=self.config.max_depth, random_state=seed
         ).fit(np.concatenate(features), np.concatenate(targets))
         return {"shadow_training_images": int(sum(len(t) for t in targets)), "shadows": self.config.shadows}
 
-    def score(self, access: WhiteBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
-        return self.classifier.predict_proba(self.features(access, images, ctx.generator))[:, 1]
+    def score(self, access: WhiteBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+        return self.classifier_.predict_proba(self.features(access, images, ctx.generator))[:, 1]

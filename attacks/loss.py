@@ -5,16 +5,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.calibration import choose_by_auc
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, ChoosesSettings, GrayBoxView, ThreatModel
 
 
 @dataclass
@@ -29,29 +25,28 @@ class LossConfig:
     "loss attack with t chosen on the calibration split (1 query)",
     search_t=(10, 25, 50, 100, 150, 200, 300, 400, 600),
 )
-class LossAttack(Attack):
+class LossAttack(ChoosesSettings, Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = LossConfig
-
-    def __init__(self, config: LossConfig) -> None:
-        super().__init__(config)
-        self.settings = config
 
     def expected_passes(self) -> tuple[int, int]:
         return (1, 0)
 
-    def _scores(self, access: GrayBoxAccess, images: torch.Tensor, t: int, noise: torch.Tensor) -> np.ndarray:
+    def searches(self) -> bool:
+        return bool(self.config.search_t)
+
+    def _scores(self, access: GrayBoxView, images: torch.Tensor, t: int, noise: torch.Tensor) -> np.ndarray:
         predicted = access.predict_noise(access.add_noise(images, noise, t), t).cpu()
         return -((predicted - noise) ** 2).flatten(1).sum(1).double().numpy()
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        if not self.config.search_t:
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.searches():
             return {}
         noise = torch.randn(images.shape, generator=ctx.generator)
-        t, table = choose_by_auc(self.config.search_t, lambda t: self._scores(access, images, t, noise), labels)
-        self.settings = dataclasses.replace(self.config, t=t)
+        scores_for = lambda t: self._scores(access, images, t, noise)  # noqa: E731
+        t, table = self.choose(self.config.search_t, scores_for, labels, lambda t: {"t": t})
         return {"chosen": {"t": t}, "table": table}
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         noise = torch.randn(images.shape, generator=ctx.generator)
         return self._scores(access, images, self.settings.t, noise)

@@ -14,11 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.calibration import choose_by_auc
-from benchmark.errors import BenchmarkError
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, BenchmarkError, ChoosesSettings, GrayBoxView, ThreatModel
 
 Statistic = Literal["mse", "l2", "l1", "centroid", "density"]
 STATISTICS: tuple[str, ...] = ("mse", "l2", "l1", "centroid", "density")
@@ -85,18 +81,17 @@ def aggregation_score(predictions: torch.Tensor, statistic: str, delta: float) -
 @ATTACKS.register(
     "nais_density", "NAIS with the average density (Eq. 17), higher density = member", statistic="density"
 )
-class NAIS(Attack):
+class NAIS(ChoosesSettings, Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = NAISConfig
-
-    def __init__(self, config: NAISConfig) -> None:
-        super().__init__(config)
-        self.settings = config
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.k, 0)
 
-    def _injection(self, access: GrayBoxAccess, images: torch.Tensor, noise: torch.Tensor, settings) -> tuple:
+    def searches(self) -> bool:
+        return self.config.search
+
+    def _injection(self, access: GrayBoxView, images: torch.Tensor, noise: torch.Tensor, settings) -> tuple:
         scale = 2.0 if settings.sigma_scale == "zero_to_one" else 1.0
         sigma = settings.sigma * scale
         if settings.noise == "schedule":
@@ -106,7 +101,7 @@ class NAIS(Attack):
         t = int(torch.argmin(((1 - access.alphas_cumprod).sqrt() - sigma).abs()))
         return access.add_noise(images, noise, t), t
 
-    def predictions(self, access: GrayBoxAccess, images: torch.Tensor, noise: torch.Tensor, settings) -> torch.Tensor:
+    def predictions(self, access: GrayBoxView, images: torch.Tensor, noise: torch.Tensor, settings) -> torch.Tensor:
         """The k ε̂ along the deterministic DDIM path; k counted queries per image."""
         x, t = self._injection(access, images, noise, settings)
         if t - (settings.k - 1) * settings.stride < 0:
@@ -120,8 +115,8 @@ class NAIS(Attack):
                 t -= settings.stride
         return torch.stack(collected, 1)
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        if not self.config.search:
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.searches():
             return {}
         noise = torch.randn(images.shape, generator=ctx.generator)
         paths = [
@@ -139,17 +134,17 @@ class NAIS(Attack):
             return aggregation_score(found[(t, stride)], statistic, self.config.delta)
 
         candidates = [(t, stride, statistic) for t, stride in paths for statistic in STATISTICS]
-        (t, stride, statistic), table = choose_by_auc(candidates, scores_for, labels)
-        self.settings = dataclasses.replace(
-            self.config, t_inject=t, stride=stride, statistic=statistic, noise="schedule"
-        )
+        (t, stride, statistic), table = self.choose(
+            candidates, scores_for, labels, lambda c: {"t_inject": c[0], "stride": c[1], "statistic": c[2],
+                                                       "noise": "schedule"}
+        )  # fmt: skip
         best = max(row["calibration_auc"] for row in table)
         return {
             "chosen": {"t_inject": t, "stride": stride, "statistic": statistic, "calibration_auc": best},
             "candidates": len(table),
         }
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         noise = torch.randn(images.shape, generator=ctx.generator)
         found = self.predictions(access, images, noise, self.settings)
         return aggregation_score(found, self.settings.statistic, self.settings.delta)

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, GrayBoxView, ThreatModel
 
 
 @dataclass
@@ -39,7 +37,7 @@ class PIA(Attack):
     def expected_passes(self) -> tuple[int, int]:
         return (2, 0)
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         eps0 = access.predict_noise(images, 0)
         noise = eps0
         if self.config.normalize:

@@ -13,10 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.access import BlackBoxAccess, ThreatModel
-from benchmark.classifiers import HeadConfig, fit_difference_head
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, BlackBoxView, DifferenceHead, HeadConfig, ThreatModel
 
 
 @dataclass
@@ -36,29 +33,24 @@ class ReDiffuseConfig:
 @ATTACKS.register(
     "rediffuse_nn", "ReDiffuse with a CNN head on the difference image, trained on calibration", head="classifier"
 )
-class ReDiffuse(Attack):
+class ReDiffuse(DifferenceHead, Attack):
     threat_model = ThreatModel.BLACK_BOX
     Config = ReDiffuseConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.n * self.config.steps, 0)
 
-    def difference(self, access: BlackBoxAccess, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def difference(self, access: BlackBoxView, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         variations = [
             access.vary(images, self.config.t, self.config.steps, generator).cpu() for _ in range(self.config.n)
         ]
         return images - torch.stack(variations).mean(0)
 
-    def calibrate(self, access: BlackBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        if self.config.head != "classifier":
+    def calibrate(self, access: BlackBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.uses_classifier():
             return {}
-        self.classifier, trained_on = fit_difference_head(
-            self.config.classifier, self.difference(access, images, ctx.generator).abs(), labels, ctx.generator
-        )
-        return trained_on
+        return self.fit_head(self.difference(access, images, ctx.generator), labels, ctx.generator)
 
-    def score(self, access: BlackBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: BlackBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         difference = self.difference(access, images, ctx.generator)
-        if self.config.head == "classifier":
-            return self.classifier.decision(difference.abs())
-        return -(difference**2).flatten(1).sum(1).double().numpy()
+        return self.head_score(difference)

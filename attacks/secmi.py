@@ -14,10 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.classifiers import HeadConfig, fit_difference_head
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, DifferenceHead, GrayBoxView, HeadConfig, ThreatModel
 
 
 @dataclass
@@ -36,14 +33,14 @@ class SecMIConfig:
 @ATTACKS.register(
     "secmi_nn", "SecMI-NNs: CNN on the round-trip difference image, trained on calibration", head="classifier"
 )
-class SecMI(Attack):
+class SecMI(DifferenceHead, Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = SecMIConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.t_sec // self.config.stride + 1, 0)
 
-    def difference(self, access: GrayBoxAccess, images: torch.Tensor) -> torch.Tensor:
+    def difference(self, access: GrayBoxView, images: torch.Tensor) -> torch.Tensor:
         """x̃_{t_sec−stride} minus its one-step-forward, one-step-back reconstruction."""
         stride, start = self.config.stride, self.config.t_sec - self.config.stride
         x = images
@@ -55,16 +52,11 @@ class SecMI(Attack):
         back = access.ddim_step(forward, self.config.t_sec, start, access.predict_noise(forward, self.config.t_sec))
         return (x - back).cpu()
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        if self.config.head != "classifier":
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.uses_classifier():
             return {}
-        self.classifier, trained_on = fit_difference_head(
-            self.config.classifier, self.difference(access, images).abs(), labels, ctx.generator
-        )
-        return trained_on
+        return self.fit_head(self.difference(access, images), labels, ctx.generator)
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         difference = self.difference(access, images)
-        if self.config.head == "classifier":
-            return self.classifier.decision(difference.abs())
-        return -(difference**2).flatten(1).sum(1).double().numpy()
+        return self.head_score(difference)

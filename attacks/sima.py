@@ -7,16 +7,12 @@ calibration split. ``sima_mc`` averages the statistic over n noisy draws x_t (n 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from benchmark.access import GrayBoxAccess, ThreatModel
-from benchmark.calibration import choose_by_auc
-from benchmark.interfaces import Attack, AttackContext
-from benchmark.registry import ATTACKS
+from benchmark.api import ATTACKS, Attack, AttackContext, ChoosesSettings, GrayBoxView, ThreatModel
 
 
 @dataclass
@@ -33,18 +29,17 @@ class SimAConfig:
 
 @ATTACKS.register("sima", "SimA: ‖ε_θ(x0, t)‖₄ on the clean image, t chosen on calibration (1 query)")
 @ATTACKS.register("sima_mc", "SimA-MC: ‖ε_θ(x_t, t)‖₄ averaged over 10 noise draws, t calibrated", mc_draws=10)
-class SimA(Attack):
+class SimA(ChoosesSettings, Attack):
     threat_model = ThreatModel.GRAY_BOX
     Config = SimAConfig
-
-    def __init__(self, config: SimAConfig) -> None:
-        super().__init__(config)
-        self.settings = config
 
     def expected_passes(self) -> tuple[int, int]:
         return (max(1, self.config.mc_draws), 0)
 
-    def _scores(self, access: GrayBoxAccess, images: torch.Tensor, t: int, noises: list[torch.Tensor]) -> np.ndarray:
+    def searches(self) -> bool:
+        return bool(self.config.search_t)
+
+    def _scores(self, access: GrayBoxView, images: torch.Tensor, t: int, noises: list[torch.Tensor]) -> np.ndarray:
         inputs = [access.add_noise(images, noise, t) for noise in noises] or [images]
         norms = [(access.predict_noise(x, t).abs() ** self.config.p).flatten(1).sum(1) for x in inputs]
         return -torch.stack(norms).mean(0).double().cpu().numpy()
@@ -52,13 +47,13 @@ class SimA(Attack):
     def _noises(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         return [torch.randn(images.shape, generator=generator) for _ in range(self.config.mc_draws)]
 
-    def calibrate(self, access: GrayBoxAccess, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        if not self.config.search_t:
+    def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        if not self.searches():
             return {}
         noises = self._noises(images, ctx.generator)
-        t, table = choose_by_auc(self.config.search_t, lambda t: self._scores(access, images, t, noises), labels)
-        self.settings = dataclasses.replace(self.config, t=t)
+        scores_for = lambda t: self._scores(access, images, t, noises)  # noqa: E731
+        t, table = self.choose(self.config.search_t, scores_for, labels, lambda t: {"t": t})
         return {"chosen": {"t": t}, "table": table}
 
-    def score(self, access: GrayBoxAccess, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+    def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
         return self._scores(access, images, self.settings.t, self._noises(images, ctx.generator))

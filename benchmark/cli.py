@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError
 
 
 def one_line(text: str) -> str:
@@ -74,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from benchmark.cache import Cache, default_cache_dir
-    from benchmark.progress import console
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.core.progress import console
+    from benchmark.run.cache import Cache, default_cache_dir
+    from benchmark.run.runner import run_suite
+    from benchmark.run.suite import load_suite
 
     suite = load_suite(args.suite)
     out = args.out or Path("runs") / suite.name
@@ -90,9 +90,9 @@ def _list(_: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from benchmark.configs import build_config
-    from benchmark.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
-    from benchmark.suite import registered_suites
+    from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
+    from benchmark.core.configs import build_config
+    from benchmark.run.suite import registered_suites
 
     table = Table(title="registered components")
     for column in ("kind", "name", "threat model", "passes/sample", "description"):
@@ -112,7 +112,7 @@ def _list(_: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> None:
-    from benchmark.leaderboard import Leaderboard
+    from benchmark.report.leaderboard import Leaderboard
 
     board = Leaderboard(args.dir)
     if args.check:
@@ -124,20 +124,20 @@ def _leaderboard(args: argparse.Namespace) -> None:
 
 
 def _perf(args: argparse.Namespace) -> None:
-    from benchmark.perf import PerfSizes, run_perf
+    from benchmark.tools.perf import PerfSizes, run_perf
 
     run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite)
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from benchmark.validate import run_validation
+    from benchmark.tools.validate import run_validation
 
     run_validation(args.leaderboard)
     print("validate: all checks passed")
 
 
 def _audit(args: argparse.Namespace) -> None:
-    from benchmark.audit import run_audit
+    from benchmark.tools.audit import run_audit
 
     run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction, args.seed)
 
@@ -158,7 +158,7 @@ def non_negative_integer(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark import progress, runtime
+    from benchmark.core import progress, runtime
 
     try:
         runtime.configure(args.device, args.threads, args.checkpoint_every, args.mixed_precision)

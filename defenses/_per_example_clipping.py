@@ -30,7 +30,7 @@ from opacus.grad_sample.group_norm import compute_group_norm_grad_sample
 from opacus.grad_sample.linear import compute_linear_norm_sample
 from torch.nn.grad import conv2d_weight
 
-from benchmark.errors import BenchmarkError
+from benchmark.api import BenchmarkError
 
 SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.GroupNorm)
 PerParameter = dict[nn.Parameter, torch.Tensor]  # norms, or per-row gradients

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
+from benchmark.api import DEFENSES, Defense
 
 
 @dataclass
@@ -34,8 +33,10 @@ class MyDefense(Defense):
 
     # To change the procedure rather than the batches, override instead:
     #     def train(self, job: TrainingJob, unet) -> dict:
-    #         return fit(job, unet, transform=self.transform, regression_target=..., monitor=...)
-    # (benchmark.training; see defenses/distillation.py and defenses/early_stopping.py).
+    #         report = job.fit(unet, transform=self.transform, regression_target=..., monitor=...)
+    #         self.steps_kept_ = report["steps"]  # what training learns ends in "_"
+    #         return report
+    # (job.fit is the harness's loop; see defenses/distillation.py and defenses/early_stopping.py).
 
     def costs(self) -> dict:
         """What the defense cost, shown in the card (ε for DP, extra steps, ...)."""

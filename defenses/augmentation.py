@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
+from benchmark.api import DEFENSES, Defense
 
 
 @dataclass

@@ -17,10 +17,7 @@ import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
-from benchmark import runtime
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
-from benchmark.training import TrainingJob, fit
+from benchmark.api import DEFENSES, Defense, TrainingJob, runtime
 
 
 def cross_teacher_targets(
@@ -55,7 +52,7 @@ class Distillation(Defense):
             unet.load_state_dict(load_file(saved))
             report = {"resumed": True}
         else:
-            report = fit(job, unet, members=members, transform=self.transform, seed=job.seed * 2 + index + 1,
+            report = job.fit(unet, members=members, transform=self.transform, seed=job.seed * 2 + index + 1,
                          checkpoint_name=f"teacher-{index}", title=f"training teacher {index + 1} of 2")  # fmt: skip
             unet = runtime.accelerator().unwrap_model(unet)
             if runtime.is_main_process():
@@ -73,11 +70,11 @@ class Distillation(Defense):
         def other_teacher(noisy: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, ids: torch.Tensor):
             return cross_teacher_targets(teachers, half_of, noisy, t, ids)
 
-        report = fit(job, unet, transform=self.transform, regression_target=other_teacher, title="training student")
+        report = job.fit(unet, transform=self.transform, regression_target=other_teacher, title="training student")
         report["teachers"] = reports
-        self.halves = [len(h) for h in halves]
-        self.teacher_steps = 2 * job.recipe.train_steps
+        self.halves_ = [len(h) for h in halves]
+        self.teacher_steps_ = 2 * job.recipe.train_steps
         return report
 
     def costs(self) -> dict:
-        return {"teacher_members": self.halves, "teacher_steps": self.teacher_steps, "trainings": 3}
+        return {"teacher_members": self.halves_, "teacher_steps": self.teacher_steps_, "trainings": 3}

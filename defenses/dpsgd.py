@@ -31,12 +31,17 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizerFastGradientClipping
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
-from benchmark import progress, runtime
-from benchmark.checkpoints import load_checkpoint, save_checkpoint
-from benchmark.errors import BenchmarkError
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
-from benchmark.training import TrainingJob, noised_batch
+from benchmark.api import (
+    DEFENSES,
+    BenchmarkError,
+    Defense,
+    TrainingJob,
+    load_checkpoint,
+    noised_batch,
+    progress,
+    runtime,
+    save_checkpoint,
+)
 from defenses._per_example_clipping import ClippedGradients
 
 
@@ -54,7 +59,7 @@ class DPSGDConfig:
     def validate(self) -> None:
         if self.target_epsilon <= 0 or self.max_grad_norm <= 0:
             raise ValueError("target_epsilon and max_grad_norm must be positive")
-        if not 0 <= self.delta < 1:
+        if not 0 <= self.delta_ < 1:
             raise ValueError("delta must be in [0, 1); 0 means 1/(10·n)")
         if self.noise_multiplicity < 1:
             raise ValueError("noise_multiplicity must be at least 1")
@@ -72,12 +77,12 @@ class DPSGD(Defense):
         if recipe.warmup_steps or recipe.ema_decay:
             raise BenchmarkError("dpsgd's loop has no learning-rate warm-up or EMA; set the target's warmup_steps and "
                                  "ema_decay to 0")  # fmt: skip
-        self.sample_rate = min(1.0, recipe.batch_size / n)
-        self.delta = self.config.delta or 1.0 / (10 * n)
-        self.sigma = get_noise_multiplier(
+        self.sample_rate_ = min(1.0, recipe.batch_size / n)
+        self.delta_ = self.config.delta or 1.0 / (10 * n)
+        self.sigma_ = get_noise_multiplier(
             target_epsilon=self.config.target_epsilon,
-            target_delta=self.delta,
-            sample_rate=self.sample_rate,
+            target_delta=self.delta_,
+            sample_rate=self.sample_rate_,
             steps=recipe.train_steps,
             accountant=self.config.accountant,
         )
@@ -92,13 +97,13 @@ class DPSGD(Defense):
         }
         optimizer = DPOptimizerFastGradientClipping(  # adds noise to the clipped sum already in p.grad
             torch.optim.AdamW(parameters, lr=recipe.learning_rate),
-            noise_multiplier=self.sigma,
+            noise_multiplier=self.sigma_,
             max_grad_norm=self.config.max_grad_norm,
-            expected_batch_size=max(1, round(self.sample_rate * n)),
+            expected_batch_size=max(1, round(self.sample_rate_ * n)),
             generator=generators["dp_noise"],
         )
         accountant = create_accountant(mechanism=self.config.accountant)
-        optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
+        optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate_))
         step, losses, seconds_before = 0, [], 0.0
         checkpoints = job.scratch / "dp-checkpoint"
         resumed = load_checkpoint(checkpoints)
@@ -112,7 +117,7 @@ class DPSGD(Defense):
             accountant.history = [tuple(entry) for entry in meta["accountant_history"]]
         sampler = UniformWithReplacementSampler(
             num_samples=n,
-            sample_rate=self.sample_rate,
+            sample_rate=self.sample_rate_,
             generator=generators["poisson"],
             steps=recipe.train_steps - step,
         )
@@ -143,26 +148,26 @@ class DPSGD(Defense):
                             "accountant_history": accountant.history}  # fmt: skip
                     save_checkpoint(checkpoints, state, optimizer.state_dict(), meta)
         clipped.close()
-        self.steps = step
-        self.epsilon = accountant.get_epsilon(self.delta)
+        self.steps_ = step
+        self.epsilon_ = accountant.get_epsilon(self.delta_)
         tail = losses[-max(1, len(losses) // 10) :] or [float("nan")]
         return {
             "steps": step,
             "resumed_from_step": resumed[2]["step"] if resumed else 0,
             "train_seconds": round(seconds_before + time.perf_counter() - started, 3),
             "final_train_loss": sum(tail) / len(tail),
-            "epochs": step * self.sample_rate,
+            "epochs": step * self.sample_rate_,
         }
 
     def costs(self) -> dict:
         return {
-            "epsilon": self.epsilon,
+            "epsilon": self.epsilon_,
             "target_epsilon": self.config.target_epsilon,
-            "delta": self.delta,
+            "delta": self.delta_,
             "accountant": self.config.accountant,
-            "noise_multiplier": self.sigma,
-            "sample_rate": self.sample_rate,
-            "steps": self.steps,
+            "noise_multiplier": self.sigma_,
+            "sample_rate": self.sample_rate_,
+            "steps": self.steps_,
             "max_grad_norm": self.config.max_grad_norm,
             "noise_multiplicity": self.config.noise_multiplicity,
             "per_sample_gradients": "ghost norms + book-keeping",

@@ -15,11 +15,7 @@ from typing import Any, Literal
 import torch
 from diffusers import UNet2DModel
 
-from benchmark.access import DiffusionModel
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
-from benchmark.training import TrainingJob, fit
-from benchmark.utility import denoising_mse
+from benchmark.api import DEFENSES, Defense, DiffusionModel, TrainingJob, denoising_mse
 
 
 @dataclass
@@ -84,11 +80,11 @@ class EarlyStopping(Defense):
     def train(self, job: TrainingJob, unet: UNet2DModel) -> dict[str, Any]:
         if self.config.mode == "fraction":
             steps = max(1, round(self.config.fraction * job.recipe.train_steps))
-            report = fit(replace(job, recipe=replace(job.recipe, train_steps=steps)), unet, transform=self.transform)
+            report = replace(job, recipe=replace(job.recipe, train_steps=steps)).fit(unet, transform=self.transform)
         else:
-            report = fit(job, unet, transform=self.transform, monitor=ValidationMonitor(self.config, job))
-        self.steps_run = report.get("best_step", report["steps"])
+            report = job.fit(unet, transform=self.transform, monitor=ValidationMonitor(self.config, job))
+        self.steps_run_ = report.get("best_step", report["steps"])
         return report
 
     def costs(self) -> dict:
-        return {"mode": self.config.mode, "steps_kept": self.steps_run}
+        return {"mode": self.config.mode, "steps_kept": self.steps_run_}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.interfaces import Defense
-from benchmark.registry import DEFENSES
+from benchmark.api import DEFENSES, Defense
 
 
 @dataclass

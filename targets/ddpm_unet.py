@@ -10,15 +10,9 @@ from typing import Literal
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from benchmark import runtime
-from benchmark.access import DiffusionModel
-from benchmark.configs import added_later
-from benchmark.hashing import sha256_json
-from benchmark.interfaces import Defense, Target, TrainedTarget
-from benchmark.registry import TARGETS
-from benchmark.training import Recipe, TrainingJob
+from benchmark.api import TARGETS, DiffusionModel, Recipe, Target, TrainingPlan, added_later, runtime
 
-TRAINER_VERSION = 1  # bump when the training loop changes the weights it produces
+TRAINER_VERSION = 1  # bump when the training loop changes the weights it produces (joins the cache key)
 
 
 @dataclass
@@ -79,33 +73,21 @@ def build_scheduler(config: DDPMUNetConfig) -> DDPMScheduler:
 @TARGETS.register("ddpm_unet", "diffusers UNet2DModel + DDPMScheduler trained by the harness on the members")
 class DDPMUNet(Target):
     Config = DDPMUNetConfig
+    trainer_version = TRAINER_VERSION
 
-    def obtain(
-        self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
-        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
-    ) -> TrainedTarget:  # fmt: skip
-        target_hash = sha256_json({"key": key, "seed": seed, "trainer": TRAINER_VERSION})
-
+    def training_plan(self, members: torch.Tensor, captions: Sequence[str] | None, seed: int) -> TrainingPlan:
         def new_unet() -> UNet2DModel:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 return build_unet(self.config, tuple(members.shape[1:]))
 
-        def build(folder: Path, scratch: Path) -> dict:
-            scheduler = build_scheduler(self.config)
-            c = self.config
-            recipe = Recipe(c.train_steps, c.batch_size, c.learning_rate, c.grad_clip, c.warmup_steps, c.ema_decay)
-            empty = members[:0]
-            job = TrainingJob(new_unet, scheduler, members, empty if validation is None else validation, recipe,
-                              seed, scratch)  # fmt: skip
-            unet = new_unet()
-            report = defense.train(job, unet)
-            report["defense_costs"] = defense.costs()
-            unet = runtime.accelerator().unwrap_model(unet).to("cpu").eval()
-            DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder, safe_serialization=True)
-            return report
+        c = self.config
+        recipe = Recipe(c.train_steps, c.batch_size, c.learning_rate, c.grad_clip, c.warmup_steps, c.ema_decay)
+        return TrainingPlan(new_unet, build_scheduler(c), members, recipe)
 
-        folder, report = cache.get_or_build("targets", target_hash, build)
+    def save(self, unet: torch.nn.Module, plan: TrainingPlan, folder: Path) -> None:
+        DDPMPipeline(unet=unet, scheduler=plan.scheduler).save_pretrained(folder, safe_serialization=True)
+
+    def load(self, folder: Path | None, sample_shape: tuple[int, ...]) -> DiffusionModel:
         pipeline = DDPMPipeline.from_pretrained(folder, use_safetensors=True)
-        unet = pipeline.unet.to(runtime.device()).eval()
-        return TrainedTarget(DiffusionModel(unet, pipeline.scheduler), target_hash, report)
+        return DiffusionModel(pipeline.unet.to(runtime.device()).eval(), pipeline.scheduler)

@@ -8,23 +8,24 @@ used by default: they are the weights such models are published and evaluated wi
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
-from huggingface_hub import snapshot_download
 
-from benchmark import runtime
-from benchmark.access import DiffusionModel
-from benchmark.configs import added_later
-from benchmark.errors import BenchmarkError
-from benchmark.hashing import sha256_file, sha256_json
-from benchmark.interfaces import Defense, Target, TrainedTarget
-from benchmark.registry import TARGETS
+from benchmark.api import (
+    TARGETS,
+    BenchmarkError,
+    DiffusionModel,
+    Target,
+    added_later,
+    resolve_source,
+    runtime,
+    sha256_file,
+)
 
 
 @dataclass
@@ -35,22 +36,6 @@ class DiffusersFolderConfig:
     def validate(self) -> None:
         if not self.path:
             raise ValueError("'path' must name a diffusers model folder or a hub repository id")
-
-
-def resolve_source(path: str) -> Path:
-    """A local folder as it is; an ``owner/name`` that is not a folder is fetched from the hub."""
-    folder = Path(path).expanduser()
-    if folder.is_dir() or path.startswith((".", "/", "~")) or path.count("/") != 1:
-        return folder
-    try:
-        fetched = snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt"])
-    except Exception as error:  # offline, unknown repository, no access: all end the same way
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BenchmarkError(
-            f"cannot fetch model '{path}' from the hub ({reason}); offline, download it elsewhere with "
-            "save_pretrained and pass the folder"
-        ) from None
-    return Path(fetched)
 
 
 def _ema_unet(folder: Path, choice: str) -> UNet2DModel | None:
@@ -118,16 +103,18 @@ def load_diffusers_folder(folder: Path, ema: str = "auto") -> DiffusionModel:
 class DiffusersFolder(Target):
     Config = DiffusersFolderConfig
 
-    def obtain(
-        self, members: torch.Tensor, defense: Defense | None, seed: int, cache, key: dict,
-        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
-    ) -> TrainedTarget:  # fmt: skip
-        if defense is not None and defense.changes_training():
-            raise BenchmarkError(
-                "diffusers_folder loads a model trained elsewhere, so a defense cannot change it; "
-                "use defenses: [none] with this target"
-            )
-        folder = resolve_source(self.config.path)
-        model = load_diffusers_folder(folder, self.config.ema)
-        weights = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*.safetensors"))}
-        return TrainedTarget(model, sha256_json(weights), {"source": str(folder)})
+    def trains(self) -> bool:
+        return False
+
+    @functools.cached_property
+    def folder(self) -> Path:
+        return resolve_source(self.config.path)
+
+    def fingerprint(self) -> dict[str, str]:
+        return {str(p.relative_to(self.folder)): sha256_file(p) for p in sorted(self.folder.rglob("*.safetensors"))}
+
+    def source(self) -> dict[str, str]:
+        return {"source": str(self.folder)}
+
+    def load(self, folder: Path | None, sample_shape: tuple[int, ...]) -> DiffusionModel:
+        return load_diffusers_folder(self.folder, self.config.ema)

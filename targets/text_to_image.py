@@ -10,6 +10,7 @@ encoder stay frozen, as in diffusers' text-to-image fine-tuning.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,17 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from benchmark import runtime
-from benchmark.access import DiffusionModel
-from benchmark.errors import BenchmarkError
-from benchmark.hashing import sha256_file, sha256_json
-from benchmark.interfaces import Defense, Target, TrainedTarget
-from benchmark.registry import TARGETS
-from benchmark.training import Recipe, TrainingJob
-from targets.diffusers_folder import resolve_source
+from benchmark.api import (
+    TARGETS,
+    BenchmarkError,
+    DiffusionModel,
+    Recipe,
+    Target,
+    TrainingPlan,
+    resolve_source,
+    runtime,
+    sha256_file,
+)
 
 FINETUNE_VERSION = 1
 ENCODE_BATCH = 64
@@ -112,55 +116,48 @@ class LatentPipeline:
 @TARGETS.register("text_to_image", "latent text-to-image pipeline (VAE + CLIP text encoder + conditional UNet)")
 class TextToImage(Target):
     Config = TextToImageConfig
+    text_conditioned = True
+    supports_procedures = False  # it trains on latents and caption embeddings, not on the members
+    trainer_version = FINETUNE_VERSION
 
-    def obtain(
-        self, members: torch.Tensor, defense: Defense, seed: int, cache, key: dict,
-        validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
-    ) -> TrainedTarget:  # fmt: skip
+    def trains(self) -> bool:
+        return self.config.finetune_steps > 0
+
+    @functools.cached_property
+    def folder(self) -> Path:
+        return resolve_source(self.config.path)
+
+    @functools.cached_property
+    def pipeline(self) -> LatentPipeline:
+        return LatentPipeline.load(self.folder)
+
+    def fingerprint(self) -> dict[str, str]:
+        return {str(p.relative_to(self.folder)): sha256_file(p) for p in sorted(self.folder.rglob("*.safetensors"))}
+
+    def source(self) -> dict:
+        return {"source": str(self.folder), "finetune_steps": self.config.finetune_steps}
+
+    def training_plan(self, members: torch.Tensor, captions: Sequence[str] | None, seed: int) -> TrainingPlan:
+        """diffusers' text-to-image fine-tuning: ε-MSE on the latents, conditioned on the captions.
+        Latents and caption embeddings are computed once (both encoders are frozen)."""
         if captions is None:
             raise BenchmarkError(
                 "text_to_image needs captions: use a dataset with a text or caption column (hf: caption_column)"
             )
-        if self.config.finetune_steps == 0 and defense.changes_training():
-            raise BenchmarkError("with finetune_steps: 0 the pipeline is attacked as given, so a defense cannot change "
-                                 "it; use defenses: [none] or set finetune_steps")  # fmt: skip
-        if defense.replaces_procedure():
-            raise BenchmarkError(
-                "this defense changes the training procedure, which the text_to_image target does not support "
-                "yet; use none or augmentation"
-            )
-        folder = resolve_source(self.config.path)
-        pipeline = LatentPipeline.load(folder)
-        shape = pipeline.latent_shape(tuple(members.shape[1:]))
-        weights = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*.safetensors"))}
-        report: dict = {"source": str(folder), "finetune_steps": 0}
-        unet_folder = pipeline.unet_folder
-        target_hash = sha256_json(weights)
-        if self.config.finetune_steps:
-            target_hash = sha256_json({"key": key, "seed": seed, "weights": weights, "trainer": FINETUNE_VERSION})
-            built, report = cache.get_or_build(
-                "targets", target_hash, lambda out, scratch: self._finetune(pipeline, members, captions, defense,
-                                                                             seed, out, scratch),
-            )  # fmt: skip
-            unet_folder = built / "unet"
-        unet = UNet2DConditionModel.from_pretrained(unet_folder, use_safetensors=True).to(runtime.device()).eval()
-        model = DiffusionModel(unet, pipeline.scheduler, pipeline.encode_images, pipeline.encode_text, shape)
-        return TrainedTarget(model, target_hash, report)
-
-    def _finetune(
-        self, pipeline: LatentPipeline, members: torch.Tensor, captions: Sequence[str], defense: Defense,
-        seed: int, out: Path, scratch: Path,
-    ) -> dict:  # fmt: skip
-        """diffusers' text-to-image fine-tuning: ε-MSE on the latents, conditioned on the captions.
-        Latents and caption embeddings are computed once (both encoders are frozen)."""
+        pipeline = self.pipeline
         latents = pipeline.encode_images(members)
         conditioning = torch.cat([pipeline.encode_text(captions[i : i + ENCODE_BATCH]).cpu()
                                   for i in range(0, len(captions), ENCODE_BATCH)])  # fmt: skip
         c = self.config
         recipe = Recipe(c.finetune_steps, c.batch_size, c.learning_rate, c.grad_clip)
-        job = TrainingJob(pipeline.unet, pipeline.scheduler, latents, latents[:0], recipe, seed, scratch, conditioning)
-        unet = job.new_unet()
-        report = defense.train(job, unet) | {"source": str(pipeline.unet_folder.parent)}
-        report["defense_costs"] = defense.costs()
-        runtime.accelerator().unwrap_model(unet).to("cpu").save_pretrained(out / "unet", safe_serialization=True)
-        return report
+        return TrainingPlan(pipeline.unet, pipeline.scheduler, latents, recipe, conditioning)
+
+    def save(self, unet: torch.nn.Module, plan: TrainingPlan, folder: Path) -> None:
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
+
+    def load(self, folder: Path | None, sample_shape: tuple[int, ...]) -> DiffusionModel:
+        pipeline = self.pipeline
+        shape = pipeline.latent_shape(tuple(sample_shape))
+        unet_folder = pipeline.unet_folder if folder is None else folder / "unet"
+        unet = UNet2DConditionModel.from_pretrained(unet_folder, use_safetensors=True).to(runtime.device()).eval()
+        return DiffusionModel(unet, pipeline.scheduler, pipeline.encode_images, pipeline.encode_text, shape)

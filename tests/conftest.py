@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from benchmark import runtime
-from benchmark.cache import Cache
-from benchmark.suite import Suite, parse_suite
+from benchmark.core import runtime
+from benchmark.run.cache import Cache
+from benchmark.run.suite import Suite, parse_suite
 
 TINY_SUITE = {
     "name": "tiny",
@@ -81,7 +81,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, cache_dir) -> tuple[Path, list[dict]]:
     """The tiny suite run end to end once; many tests read its outputs."""
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
 
     out = tmp_path_factory.mktemp("tiny-run")
     cards = run_suite(make_suite(tiny_suite_dict()), out, Cache(cache_dir, log=lambda _: None))
@@ -101,8 +101,9 @@ class TinyWorld:
 @pytest.fixture(scope="session")
 def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     """The trained tiny target (a cache hit after ``tiny_run``) and its evaluation images."""
-    from benchmark.runner import labelled, shadow_provider, target_key
-    from benchmark.splits import make_split
+    from benchmark.run.runner import labelled, shadow_provider, target_key
+    from benchmark.run.splits import make_split
+    from benchmark.run.targets import obtain
 
     suite = make_suite(tiny_suite_dict())
     images = suite.datasets[0].instantiate().load()
@@ -110,7 +111,7 @@ def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     key = target_key(suite.datasets[0], split.sha256, suite.targets[0], suite.defenses[0])
     cache = Cache(cache_dir, log=lambda _: None)
     defense = suite.defenses[0].instantiate()
-    trained = suite.targets[0].instantiate().obtain(images[split.training], defense, 0, cache, key)
+    trained = obtain(suite.targets[0].instantiate(), images[split.training], defense, 0, cache, key)
     shadows = shadow_provider(images, split, suite.datasets[0], suite.targets[0], suite.defenses[0], 0, cache)
     eval_images, labels = labelled(images[split.members], images[split.nonmembers])
     cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])

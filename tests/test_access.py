@@ -2,8 +2,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from benchmark.access import BlackBoxAccess, DiffusionModel, GrayBoxAccess, ThreatModelError, WhiteBoxAccess
-from benchmark.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError
+from benchmark.run.access import BlackBoxAccess, DiffusionModel, GrayBoxAccess, ThreatModelError, WhiteBoxAccess
 from conftest import plain_tiny_unet
 
 

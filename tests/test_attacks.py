@@ -6,10 +6,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from attacks.nais import STATISTICS, aggregation_score
-from benchmark.access import GrayBoxAccess, make_access
-from benchmark.configs import build_config
-from benchmark.interfaces import AttackContext, Shadow
-from benchmark.registry import ATTACKS
+from benchmark.api.plugins import AttackContext, Shadow
+from benchmark.api.registry import ATTACKS
+from benchmark.core.configs import build_config
+from benchmark.run.access import GrayBoxAccess, make_access
 
 # (forward, backward) passes per sample, as each paper specifies them
 EXPECTED_PASSES = {

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.errors import BenchmarkError
-from benchmark.suite import load_suite, registered_suites
+from benchmark.core.errors import BenchmarkError
+from benchmark.run.suite import load_suite, registered_suites
 from conftest import tiny_suite_dict, write_suite
 
 

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from benchmark.hashing import sha256_file
+from benchmark.core.hashing import sha256_file
 from conftest import TINY_SUITE
 
 REPO_PARTS = ("benchmark", "attacks", "defenses", "targets", "pyproject.toml")

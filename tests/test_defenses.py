@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark import runtime
-from benchmark.access import DiffusionModel
+from benchmark.api.model import DiffusionModel, denoising_mse
+from benchmark.api.training import Recipe, TrainingJob
+from benchmark.core import runtime
+from benchmark.core.errors import BenchmarkError
 from benchmark.datasets.digits import Digits, DigitsConfig
-from benchmark.errors import BenchmarkError
-from benchmark.training import Recipe, TrainingJob, fit
-from benchmark.utility import denoising_mse
+from benchmark.run.training import fit
 from defenses._per_example_clipping import ClippedGradients, conv_weight_norms_direct, conv_weight_norms_ghost
 from defenses.augmentation import Augmentation, AugmentationConfig
 from defenses.distillation import Distillation, DistillationConfig, cross_teacher_targets
@@ -34,7 +34,7 @@ def _job(tmp_path: Path, steps: int = 12, validation: int = 0, **recipe) -> Trai
     config = DDPMUNetConfig(block_out_channels=(8, 16))
     return TrainingJob(
         lambda: _tiny_unet(), build_scheduler(config), DIGITS[:24], DIGITS[100 : 100 + validation],
-        Recipe(steps, 16, 2e-3, 1.0, **recipe), 0, tmp_path,
+        Recipe(steps, 16, 2e-3, 1.0, **recipe), 0, tmp_path, trainer=fit,
     )  # fmt: skip
 
 

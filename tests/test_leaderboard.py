@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import BenchmarkError
-from benchmark.leaderboard import Leaderboard
+from benchmark.core.errors import BenchmarkError
+from benchmark.report.leaderboard import Leaderboard
 
 
 @pytest.fixture
@@ -81,9 +81,9 @@ def test_hand_edited_page_fails_check(board):
 def test_the_published_board_is_the_full_suite_as_registered(request):
     """Every published card is a cell of today's `full` suite (same hash), and every cell is published:
     so the page covers every registered attack and defense, and no change silently invalidated it."""
-    from benchmark.registry import ATTACKS, DEFENSES
-    from benchmark.runner import cell_hash
-    from benchmark.suite import load_suite
+    from benchmark.api.registry import ATTACKS, DEFENSES
+    from benchmark.run.runner import cell_hash
+    from benchmark.run.suite import load_suite
 
     suite = load_suite("full")
     planned = {

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.metrics import (
+from benchmark.report.metrics import (
     bootstrap_intervals,
     calibrated_threshold,
     evaluate,

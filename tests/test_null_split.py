@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmark.cache import Cache
-from benchmark.runner import run_suite
+from benchmark.run.cache import Cache
+from benchmark.run.runner import run_suite
 from conftest import make_suite, tiny_suite_dict
 
 

@@ -11,16 +11,17 @@ from diffusers import DDPMPipeline, DDPMScheduler
 from diffusers.training_utils import EMAModel
 from PIL import Image
 
-from benchmark.cache import Cache
-from benchmark.configs import build_config, config_dict
+from benchmark.api import resolve_source
+from benchmark.api.registry import TARGETS
+from benchmark.core.configs import build_config, config_dict
+from benchmark.core.errors import BenchmarkError
 from benchmark.datasets.hf import HFDataset, HFDatasetConfig
-from benchmark.errors import BenchmarkError
-from benchmark.registry import TARGETS
-from benchmark.splits import SplitSizes, make_split
+from benchmark.run.cache import Cache
+from benchmark.run.splits import SplitSizes, make_split
+from benchmark.run.targets import obtain
 from conftest import make_suite, plain_tiny_unet, tiny_suite_dict
 from defenses.augmentation import Augmentation, AugmentationConfig
 from defenses.none import NoDefense, NoDefenseConfig
-from targets.diffusers_folder import resolve_source
 
 
 def _pictures(count: int = 12, size: int = 20) -> tuple[list[Image.Image], list[int]]:
@@ -148,7 +149,7 @@ def _obtain(path, **params):
 
     entry = TARGETS.get("diffusers_folder")
     target = entry.cls(build_config(entry.cls.Config, "test", {"path": str(path), **params}))
-    return target.obtain(DIGITS_8[:4], NoDefense(NoDefenseConfig()), 0, Cache(path.parent / "cache"), {})
+    return obtain(target, DIGITS_8[:4], NoDefense(NoDefenseConfig()), 0, Cache(path.parent / "cache"), {})
 
 
 def test_pretrained_folder_uses_ema_weights_when_present(tmp_path):
@@ -170,8 +171,8 @@ def test_pretrained_folder_without_ema_and_refusals(tmp_path):
 
     entry = TARGETS.get("diffusers_folder")
     target = entry.cls(build_config(entry.cls.Config, "test", {"path": str(tmp_path / "model")}))
-    with pytest.raises(BenchmarkError, match="a defense cannot change it"):
-        target.obtain(DIGITS_8, Augmentation(AugmentationConfig()), 0, None, {})
+    with pytest.raises(BenchmarkError, match="cannot change it"):
+        obtain(target, DIGITS_8, Augmentation(AugmentationConfig()), 0, None, {})
 
 
 def test_hub_model_ids_fail_clearly_offline(monkeypatch):
@@ -183,10 +184,10 @@ def test_hub_model_ids_fail_clearly_offline(monkeypatch):
 
 
 def test_the_throughput_check_runs_through_the_harness(capsys):
-    """`python -m benchmark.throughput` (the GPU check) on a tiny UNet: training and every timed
+    """`python -m benchmark.tools.throughput` (the GPU check) on a tiny UNet: training and every timed
     attack report a rate, and the counted queries are the attacks' own."""
-    from benchmark import runtime
-    from benchmark.throughput import main
+    from benchmark.core import runtime
+    from benchmark.tools.throughput import main
 
     try:
         main(["--tiny", "--device", "cpu"])

@@ -16,11 +16,11 @@ from sklearn.datasets import load_digits
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from attacks.clid import clip_important_words, inverse_document_frequency
-from benchmark.access import DiffusionModel, GrayBoxAccess
-from benchmark.cache import Cache
-from benchmark.errors import BenchmarkError
-from benchmark.runner import run_suite
-from benchmark.suite import parse_suite
+from benchmark.core.errors import BenchmarkError
+from benchmark.run.access import DiffusionModel, GrayBoxAccess
+from benchmark.run.cache import Cache
+from benchmark.run.runner import run_suite
+from benchmark.run.suite import parse_suite
 from conftest import plain_tiny_unet
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -192,13 +192,14 @@ def test_importance_clipping_drops_the_rarest_words_first():
 
 @pytest.mark.parametrize(
     "finetune_steps, defense, refused",
-    [(0, "augmentation", "attacked as given"), (10, "early_stopping", "changes the training procedure")],
+    [(0, "augmentation", "attacked as given"), (10, "early_stopping", "replaces the training procedure")],
 )
 def test_defenses_the_target_cannot_honour_are_refused(finetune_steps, defense, refused):
-    from benchmark.registry import DEFENSES
+    from benchmark.api.registry import DEFENSES
+    from benchmark.run.targets import obtain
     from targets.text_to_image import TextToImage, TextToImageConfig
 
     entry = DEFENSES.get(defense)
     target = TextToImage(TextToImageConfig(path="./never-read", finetune_steps=finetune_steps))
     with pytest.raises(BenchmarkError, match=refused):
-        target.obtain(torch.zeros(2, 3, 16, 16), entry.cls(entry.cls.Config()), 0, None, {}, captions=["a", "b"])
+        obtain(target, torch.zeros(2, 3, 16, 16), entry.cls(entry.cls.Config()), 0, None, {}, captions=["a", "b"])

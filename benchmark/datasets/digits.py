@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from benchmark.interfaces import Dataset
-from benchmark.registry import DATASETS
+from benchmark.api import DATASETS, Dataset
 
 
 @dataclass

@@ -19,10 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.configs import added_later
-from benchmark.errors import BenchmarkError
-from benchmark.interfaces import Dataset
-from benchmark.registry import DATASETS
+from benchmark.api import DATASETS, BenchmarkError, Dataset, added_later
 
 LABEL_COLUMNS = ("label", "labels", "fine_label")
 CAPTION_COLUMNS = ("text", "caption", "captions")

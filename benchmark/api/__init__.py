@@ -1,0 +1,65 @@
+"""Everything a plugin (attack, defense, target, dataset) may use; the rest of ``benchmark`` is internal.
+
+Plugins import only from here (``tests/test_plugin_api.py`` walks their imports). Nothing in this
+package imports the trainer, the runner or any plugin, so a plugin author reads this folder and
+nothing else.
+"""
+
+from benchmark.api.calibration import ChoosesSettings, choose_by_auc
+from benchmark.api.conformance import check_attack, check_defense
+from benchmark.api.heads import DifferenceHead, HeadConfig
+from benchmark.api.model import DiffusionModel, ThreatModel, denoising_mse
+from benchmark.api.plugins import Attack, AttackContext, Dataset, Defense, LearnedState, Shadow, Target
+from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
+from benchmark.api.sources import resolve_source
+from benchmark.api.training import Monitor, Recipe, RegressionTarget, TrainingJob, TrainingPlan, Transform, noised_batch
+from benchmark.api.views import AccessView, BlackBoxView, GrayBoxView, WhiteBoxView
+from benchmark.core import progress, runtime
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.configs import added_later
+from benchmark.core.errors import BenchmarkError, ThreatModelError
+from benchmark.core.hashing import sha256_file, sha256_json
+
+__all__ = [
+    "ATTACKS",
+    "DATASETS",
+    "DEFENSES",
+    "TARGETS",
+    "AccessView",
+    "Attack",
+    "AttackContext",
+    "BenchmarkError",
+    "BlackBoxView",
+    "ChoosesSettings",
+    "Dataset",
+    "Defense",
+    "DifferenceHead",
+    "DiffusionModel",
+    "GrayBoxView",
+    "HeadConfig",
+    "LearnedState",
+    "Monitor",
+    "Recipe",
+    "RegressionTarget",
+    "Shadow",
+    "Target",
+    "ThreatModel",
+    "ThreatModelError",
+    "TrainingJob",
+    "TrainingPlan",
+    "Transform",
+    "WhiteBoxView",
+    "added_later",
+    "check_attack",
+    "check_defense",
+    "choose_by_auc",
+    "denoising_mse",
+    "load_checkpoint",
+    "noised_batch",
+    "progress",
+    "resolve_source",
+    "runtime",
+    "save_checkpoint",
+    "sha256_file",
+    "sha256_json",
+]

@@ -1,0 +1,59 @@
+"""Choosing an attack's setting on the calibration split, never on the evaluated images.
+
+SimA and PIA report the best timestep in hindsight on the test data; here each candidate is scored
+on the calibration split and the winner is then applied, unchanged, to the evaluated images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def choose_by_auc(
+    candidates: Iterable[Any], scores_for: Callable[[Any], np.ndarray], labels: np.ndarray
+) -> tuple[Any, list[dict]]:
+    """The candidate whose calibration scores give the highest AUC (first one on ties), and the table."""
+    table = []
+    best, best_auc = None, -np.inf
+    for candidate in candidates:
+        auc = float(roc_auc_score(labels, scores_for(candidate)))
+        table.append({"candidate": candidate, "calibration_auc": auc})
+        if auc > best_auc:
+            best, best_auc = candidate, auc
+    return best, table
+
+
+class ChoosesSettings:
+    """For attacks that choose some config fields (a timestep, a statistic) on calibration data.
+
+    ``choose`` scores every candidate, keeps the best as ``settings_`` (the config with the chosen
+    fields replaced) and returns the table for the card. ``settings`` is what ``score`` uses: the
+    config itself when the attack searches nothing, else the calibrated copy, which must exist.
+    """
+
+    config: Any
+
+    def searches(self) -> bool:
+        """True when this config asks for a choice on calibration data."""
+        return False
+
+    @property
+    def settings(self) -> Any:
+        return self.settings_ if self.searches() else self.config
+
+    def choose(
+        self,
+        candidates: Iterable[Any],
+        scores_for: Callable[[Any], np.ndarray],
+        labels: np.ndarray,
+        fields: Callable[[Any], dict[str, Any]],
+    ) -> tuple[Any, list[dict]]:
+        """The winning candidate and the table; ``fields(winner)`` are the config fields it sets."""
+        best, table = choose_by_auc(candidates, scores_for, labels)
+        self.settings_ = dataclasses.replace(self.config, **fields(best))
+        return best, table

@@ -1,0 +1,209 @@
+"""The contracts plugins implement. The harness knows plugins only through these and the registry.
+
+Conventions (scikit-learn's): parameters live in ``config`` and are set only in ``__init__``;
+whatever ``calibrate`` (attacks) or ``train`` (defenses) learns ends in ``_``, and reading it
+before it exists is a clear error rather than an ``AttributeError`` from deep inside a run.
+Compatibility is declared on the class (``requires_captions``, ``text_conditioned``,
+``Target.trains``, ``Defense.changes_training``) and checked when a suite is read.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchmark.api.model import DiffusionModel, ThreatModel
+from benchmark.api.training import TrainingJob, TrainingPlan
+from benchmark.api.views import AccessView
+from benchmark.core.errors import BenchmarkError
+
+
+class LearnedState:
+    """Guards attributes ending in ``_``: they exist only once the step that learns them ran."""
+
+    _learned_by: ClassVar[str] = "calibrate"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_") and not name.startswith("__"):
+            raise BenchmarkError(
+                f"{type(self).__name__}.{name} is learned by {self._learned_by}(), which has not run yet; "
+                f"call {self._learned_by}() first"
+            )
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def has_learned(self, name: str) -> bool:
+        """Whether the learned attribute ``name`` exists (for steps that may legitimately be skipped)."""
+        return name in vars(self)
+
+
+@dataclass
+class Shadow:
+    """A model trained by the harness with the target's recipe on data disjoint from the target's split."""
+
+    access: AccessView
+    members: torch.Tensor
+    nonmembers: torch.Tensor
+
+
+@dataclass
+class AttackContext:
+    """What an attack may use besides its access view.
+
+    ``generator`` seeds every random draw. ``shadows(n)`` trains (or loads from the cache) n shadow
+    targets with access of the attack's own threat model; it is None where no shadow data exists
+    (``audit`` on a stranger's model).
+    """
+
+    generator: torch.Generator
+    shadows: Callable[[int], list[Shadow]] | None = None
+
+
+class Attack(LearnedState, abc.ABC):
+    """Scores images; higher score = more member-like.
+
+    Subclasses set ``threat_model`` and a ``Config`` dataclass whose defaults are the paper's.
+    ``calibrate`` sees only the calibration split; ``score`` must not learn from what it scores.
+    """
+
+    threat_model: ClassVar[ThreatModel]
+    Config: ClassVar[type]
+    # True for attacks that condition on the images' captions: only a text-conditioned target
+    # can serve them, and a suite that pairs them with another target is refused when it is read
+    requires_captions: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def calibrate(self, access: AccessView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
+        """Choose settings on labelled calibration images; returns what was chosen, for the card."""
+        return {}
+
+    @abc.abstractmethod
+    def score(self, access: AccessView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
+        """One float per image, higher = member."""
+
+    @abc.abstractmethod
+    def expected_passes(self) -> tuple[int, int]:
+        """(forward, backward) UNet passes per scored image that the paper's algorithm needs.
+
+        Declared from the specification; the results report what the adapter counted, and a test
+        holds the two equal, so a wasteful implementation cannot hide.
+        """
+
+
+class Defense(LearnedState, abc.ABC):
+    """Changes how a target is trained. The default hooks change nothing.
+
+    Override ``transform`` to change the batches (augmentation), or ``train`` to change the
+    procedure (a privacy engine, a stopping rule, distillation); ``costs`` reports what it took,
+    from state ``train`` learned (attributes ending in ``_``).
+    """
+
+    Config: ClassVar[type]
+    _learned_by: ClassVar[str] = "train"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def validation_size(self) -> int:
+        """How many held-out images (disjoint from every evaluated image) ``train`` needs."""
+        return 0
+
+    def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Applied to every training batch before noising (augmentation lives here)."""
+        return batch
+
+    def train(self, job: TrainingJob, unet: torch.nn.Module) -> dict[str, Any]:
+        """Train ``unet`` (fresh from ``job.new_unet()``) in place; returns the training report."""
+        return job.fit(unet, transform=self.transform)
+
+    def costs(self) -> dict[str, Any]:
+        """What the defense cost, for the card (ε, steps, ...)."""
+        return {}
+
+    def replaces_procedure(self) -> bool:
+        """True when ``train`` is not plain ``fit`` (or needs validation images): a target that
+        trains with its own data (latents, captions) can only honour batch transforms."""
+        return type(self).train is not Defense.train or self.validation_size() > 0
+
+    def changes_training(self) -> bool:
+        """True when training under this defense differs from plain training: a model loaded as
+        given cannot honour it."""
+        return type(self).transform is not Defense.transform or self.replaces_procedure()
+
+
+class Target(abc.ABC):
+    """A model family: how to build, save and load a model, and the recipe it trains with.
+
+    The harness owns everything around that: it hashes the training inputs, looks the model up in
+    its cache, builds a ``TrainingJob`` from ``training_plan``, trains it under the defense, records
+    the defense's costs, and calls ``save``/``load``. A target loaded as given (``trains()`` False)
+    is only ``load``-ed.
+    """
+
+    Config: ClassVar[type]
+    # a text-conditioned target serves caption-conditioned attacks and needs a captioned dataset
+    text_conditioned: ClassVar[bool] = False
+    # False: the target trains from its own data (latents, caption embeddings), so a defense that
+    # replaces the training procedure cannot run on it; batch transforms still can
+    supports_procedures: ClassVar[bool] = True
+    # bump when the training code changes the weights a target produces (joins the cache key)
+    trainer_version: ClassVar[int] = 1
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def trains(self) -> bool:
+        """False when the model is attacked as given (no defense can then change it)."""
+        return True
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the starting weights beyond the config (file hashes of a loaded model)."""
+        return {}
+
+    def source(self) -> dict[str, Any]:
+        """What the card's ``training`` field says about where the model came from."""
+        return {}
+
+    def training_plan(
+        self, members: torch.Tensor, captions: Sequence[str] | None, seed: int
+    ) -> TrainingPlan:  # fmt: skip
+        """The recipe and data to train on ``members`` (with their ``captions``, when the target is
+        text-conditioned); ``new_unet`` must be seeded by ``seed``."""
+        raise NotImplementedError(f"{type(self).__name__} does not train; it is loaded as given")
+
+    def save(self, unet: torch.nn.Module, plan: TrainingPlan, folder: Path) -> None:
+        """Write the trained ``unet`` (and whatever ``load`` needs) to ``folder`` as safetensors."""
+        raise NotImplementedError(f"{type(self).__name__} does not train; it is loaded as given")
+
+    @abc.abstractmethod
+    def load(self, folder: Path | None, sample_shape: tuple[int, ...]) -> DiffusionModel:
+        """The model saved in ``folder``, or the given model when ``folder`` is None (``trains()``
+        False); ``sample_shape`` is the shape of one dataset image."""
+
+
+class Dataset(abc.ABC):
+    """Images in [-1, 1], NCHW float32, plus a fingerprint of their content."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def load(self) -> torch.Tensor:
+        """All images the split may draw from."""
+
+    def labels(self) -> np.ndarray | None:
+        """Class labels aligned with ``load()``, or None; utility trains its FID features on them."""
+        return None
+
+    def captions(self) -> list[str] | None:
+        """Captions aligned with ``load()``, or None; text-to-image targets condition on them."""
+        return None

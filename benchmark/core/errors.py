@@ -1,0 +1,9 @@
+"""The one exception type the CLI turns into a single readable line and a non-zero exit."""
+
+
+class BenchmarkError(Exception):
+    """A problem the user can fix; the message names the problem and the fix."""
+
+
+class ThreatModelError(BenchmarkError, AttributeError):
+    """An attack reached past its declared threat model (an AttributeError too, so hasattr works)."""

@@ -1,0 +1,35 @@
+"""Image folders for ``audit``: PNG/JPEG of any size, converted to the model's channels and resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from benchmark.core.errors import BenchmarkError
+
+SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def load_image_folder(folder: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BenchmarkError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+    if len(files) < 2:
+        raise BenchmarkError(f"{folder} holds {len(files)} PNG/JPEG images; an audit needs at least 2 per folder")
+    channels, height, width = shape
+    if channels not in (1, 3):
+        raise BenchmarkError(f"the model takes {channels} channels; audit handles 1 (grey) or 3 (RGB) images")
+    tensors = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                converted = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BICUBIC)
+        except (UnidentifiedImageError, OSError) as error:
+            raise BenchmarkError(f"cannot read image {file}: {error}; remove it or replace it") from None
+        array = np.asarray(converted, dtype=np.float32).reshape(height, width, channels) / 127.5 - 1.0
+        tensors.append(torch.from_numpy(array).permute(2, 0, 1))
+    return torch.stack(tensors).contiguous(), [f.name for f in files]

@@ -1,5 +1,0 @@
-"""The one exception type the CLI turns into a single readable line and a non-zero exit."""
-
-
-class BenchmarkError(Exception):
-    """A problem the user can fix; the message names the problem and the fix."""

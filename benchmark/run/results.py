@@ -1,0 +1,82 @@
+"""The run folder: ``results.jsonl`` (one card per cell) and raw scores in ``scores/*.npz``.
+
+Cards already on disk are what lets an interrupted run resume: a cell whose config hash has a
+card is not recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+import benchmark
+from benchmark.core import runtime
+from benchmark.core.errors import BenchmarkError
+from benchmark.core.storage import atomic_save_npz, atomic_write_text
+
+CARD_SCHEMA_VERSION = 1
+_VERSIONED = ("torch", "diffusers", "accelerate", "scikit-learn", "numpy", "opacus")
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "benchmark": benchmark.__version__}
+    for package in _VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class ResultStore:
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.path = self.out / "results.jsonl"
+        self.cards: list[dict] = self._read()
+
+    def _read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        cards = []
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                cards.append(json.loads(line))
+            except ValueError:
+                raise BenchmarkError(
+                    f"{self.path} line {number} is not valid JSON; delete that line (or the file) and rerun"
+                ) from None
+        return cards
+
+    def has(self, config_hash: str) -> bool:
+        return any(card.get("config_hash") == config_hash for card in self.cards)
+
+    def scores_path(self, card: dict) -> Path:
+        return self.out / "scores" / f"{card['attack']}-{card['config_hash'][:16]}.npz"
+
+    def add(self, card: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Scores first, then the card: a card on disk always has its scores beside it."""
+        if runtime.is_main_process():
+            atomic_save_npz(self.scores_path(card), **arrays)
+        self.cards = [c for c in self.cards if c.get("config_hash") != card["config_hash"]] + [card]
+        self._write()
+
+    def set_utility(self, target_hash: str, utility: dict) -> None:
+        """Utility belongs to the target, so every card of that target carries the same copy,
+        including cards finished before the utility metrics last changed."""
+        self.cards = [c | {"utility": utility} if c.get("target_hash") == target_hash else c for c in self.cards]
+        self._write()
+
+    def _write(self) -> None:
+        if not runtime.is_main_process():
+            return  # under several processes the main one writes
+        atomic_write_text(self.path, "".join(json.dumps(c, sort_keys=True) + "\n" for c in self.cards))
+
+    def load_scores(self, card: dict) -> dict[str, np.ndarray]:
+        with np.load(self.scores_path(card), allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}

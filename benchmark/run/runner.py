@@ -1,0 +1,269 @@
+"""Expand a suite into cells (dataset × seed × target × defense × attack) and run the missing ones."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.core import progress, runtime
+from benchmark.core.configs import config_dict
+from benchmark.core.errors import BenchmarkError
+from benchmark.core.hashing import sha256_json
+from benchmark.core.progress import console
+from benchmark.report.render import write_outputs
+from benchmark.run.cache import Cache
+from benchmark.run.fid import FeatureExtractor, feature_extractor
+from benchmark.run.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
+from benchmark.run.scoring import run_attack
+from benchmark.run.splits import Split, make_split
+from benchmark.run.suite import Component, Suite
+from benchmark.run.targets import TrainedTarget, obtain
+from benchmark.run.utility import UTILITY_VERSION, measure_utility
+
+
+def labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    labels = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)])
+    return torch.cat([members, nonmembers]), labels
+
+
+def target_key(dataset: Component, split_sha256: str, target: Component, defense: Component) -> dict:
+    """Everything that changes a target's weights except the seed (which the target adds)."""
+    return {
+        "dataset": dataset.description,
+        "split_sha256": split_sha256,
+        "target": target.description["config"] | {"name": target.name},
+        "defense": defense.description,
+        **runtime.precision_key(),
+    }
+
+
+def pick(captions: list[str] | None, indices: np.ndarray) -> list[str] | None:
+    """The captions of ``images[indices]`` (None for a dataset without captions)."""
+    return None if captions is None else [captions[int(i)] for i in indices]
+
+
+def unused_pool(split: Split, n_images: int) -> np.ndarray:
+    """Indices no block of the split uses: the only images shadows and validation may draw from."""
+    return np.setdiff1d(np.arange(n_images), np.concatenate(list(split.indices().values())))
+
+
+def obtain_target(
+    images: torch.Tensor, members: np.ndarray, pool: np.ndarray, key: dict, target: Component,
+    defense: Component, seed: int, cache: Cache, captions: list[str] | None = None,
+) -> TrainedTarget:  # fmt: skip
+    """Train (or load) a target on ``images[members]``; a defense that asks for validation images
+    gets a seeded draw from ``pool``, and the draw joins the cache key."""
+    instance = defense.instantiate()
+    wanted = instance.validation_size()
+    validation = None
+    if wanted:
+        if wanted > len(pool):
+            raise BenchmarkError(
+                f"defense {defense.label} needs {wanted} validation images but only {len(pool)} are outside "
+                "the split; lower the split sizes or the defense's validation size"
+            )
+        chosen = np.sort(np.random.default_rng([seed, 0x7A11D]).choice(pool, wanted, replace=False))
+        validation = images[chosen]
+        key = key | {"validation_sha256": sha256_json(chosen.tolist())}
+    member_captions = pick(captions, members)
+    return obtain(target.instantiate(), images[members], instance, seed, cache, key, validation, member_captions)
+
+
+def shadow_provider(
+    images: torch.Tensor,
+    split: Split,
+    dataset: Component,
+    target: Component,
+    defense: Component,
+    seed: int,
+    cache: Cache,
+):
+    """Shadow targets for attacks that learn from them (GSA): the target's recipe on disjoint data.
+
+    Shadow members and non-members are drawn from the images no block of the split uses, each
+    shadow its own seeded draw of the same size as the target's training set; shadows are cached
+    like targets.
+    """
+    pool = unused_pool(split, len(images))
+    size = len(split.training)
+
+    def shadows(n: int) -> list[tuple]:
+        if 2 * size > len(pool):
+            raise BenchmarkError(
+                f"shadow targets need {2 * size} images outside the split but only {len(pool)} are left; "
+                "lower the split sizes"
+            )
+        models = []
+        for index in range(n):
+            order = np.random.default_rng([seed, index, 0x5AD0]).permutation(pool)
+            members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
+            key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
+            rest = np.setdiff1d(pool, order[: 2 * size])
+            trained = obtain_target(images, members, rest, key, target, defense, seed, cache)
+            models.append((trained.model, images[members], images[nonmembers]))
+        return models
+
+    return shadows
+
+
+def cell_hash(
+    suite: Suite, dataset: Component, target: Component, defense: Component, attack: Component, seed: int
+) -> str:
+    """Everything that changes a cell's numbers; equal hashes mean a finished cell can be reused."""
+    return sha256_json(
+        {
+            "suite_version": suite.version,
+            "dataset": dataset.description,
+            "split": config_dict(suite.split),
+            "target": target.description,
+            "defense": defense.description,
+            "attack": attack.description,
+            "seed": seed,
+            "scoring": config_dict(suite.scoring),
+            "card_schema": CARD_SCHEMA_VERSION,
+            **runtime.precision_key(),
+        }
+    )
+
+
+@dataclass
+class TargetCells:
+    """One trained target and the attacks still to run on it (everything one (dataset, seed,
+    target, defense) combination shares)."""
+
+    suite: Suite
+    dataset: Component
+    target: Component
+    defense: Component
+    seed: int
+    images: torch.Tensor
+    captions: list[str] | None
+    split: Split
+    attacks: list[Component]
+    hashes: dict[str, str]
+    features: Callable[[], FeatureExtractor | None]
+
+    @property
+    def where(self) -> str:
+        return f"{self.dataset.label}/{self.target.label}/{self.defense.label}/seed {self.seed}"
+
+
+def _lazy_features(
+    dataset: Component, images: torch.Tensor, labels: np.ndarray | None, cache: Cache
+) -> Callable[[], FeatureExtractor | None]:
+    """The dataset's FID feature network, trained or loaded only once a utility must be measured
+    (a finished run touches no cache)."""
+
+    @functools.cache
+    def features() -> FeatureExtractor | None:
+        return None if labels is None else feature_extractor(dataset.description, images, labels, cache)
+
+    return features
+
+
+def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
+    store = ResultStore(out)
+    per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
+    counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
+    planned: set[str] = set()
+    for dataset in suite.datasets:
+        source = dataset.instantiate()
+        images, labels, captions = source.load(), source.labels(), source.captions()
+        features = _lazy_features(dataset, images, labels, cache)
+        for seed in suite.seeds:
+            split = make_split(images, suite.split, seed)
+            for target in suite.targets:
+                for defense in suite.defenses_for(seed):
+                    attacks = suite.attacks_for(defense)
+                    hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in attacks}
+                    planned.update(hashes.values())
+                    cells = TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
+                                        features)  # fmt: skip
+                    _run_cells(cells, store, cache, counter)
+    cards = [card for card in store.cards if card["config_hash"] in planned]
+    if runtime.is_main_process():
+        write_outputs(store.out, cards, store.load_scores, console_table)
+    return cards
+
+
+def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
+    """Obtain the target only if some attack on it is unfinished or its utility is stale, then
+    measure what is missing."""
+    pending = [a for a in cells.attacks if not store.has(cells.hashes[a.label])]
+    counter["done"] += len(cells.attacks) - len(pending)
+    finished = [c for c in store.cards if c["config_hash"] in set(cells.hashes.values())]
+    stale = any(c["utility"].get("version") != UTILITY_VERSION for c in finished)
+    if not pending and not stale:
+        return
+    split, images = cells.split, cells.images
+    console.print(f"[bold]{cells.where}[/]: obtaining target")
+    progress.doing = f"obtaining the target {cells.where}"
+    key = target_key(cells.dataset, split.sha256, cells.target, cells.defense)
+    pool = unused_pool(split, len(images))
+    captions = cells.captions
+    trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache,
+                            captions)  # fmt: skip
+    progress.doing = f"measuring the utility of {cells.where}"
+    utility = measure_utility(
+        trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
+        cells.features(), (pick(captions, split.training), pick(captions, split.calibration_nonmembers)),
+    )  # fmt: skip
+    store.set_utility(trained.target_hash, utility)
+    eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
+    cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
+    eval_images, cal_images = trained.model.prepare(eval_images), trained.model.prepare(cal_images)
+    eval_captions = pick(captions, np.concatenate([split.members, split.nonmembers]))
+    cal_captions = pick(captions, np.concatenate([split.calibration_members, split.calibration_nonmembers]))
+    shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)
+    for attack in pending:
+        progress.doing = f"scoring {attack.label} on {cells.where}"
+        result, arrays = run_attack(
+            attack, trained.model, eval_images, eval_labels, cal_images, cal_labels, cells.seed,
+            cells.suite.scoring, shadows, eval_captions, cal_captions,
+        )  # fmt: skip
+        card = _card(cells, trained, utility, eval_labels, len(cal_labels), cells.hashes[attack.label], result)
+        store.add(card, arrays)
+        counter["done"] += 1
+        console.print(
+            f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card['auc']:.3f}, "
+            f"TPR@1%FPR {card['tpr_at_1pct_fpr']:.3f}, {card['queries_per_sample']:g} queries/sample"
+        )
+
+
+def _card(
+    cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, n_calibration: int,
+    config_hash: str, result: dict,
+) -> dict:  # fmt: skip
+    return {
+        "schema_version": CARD_SCHEMA_VERSION,
+        "suite": cells.suite.name,
+        "suite_version": cells.suite.version,
+        "dataset": cells.dataset.label,
+        "dataset_config": cells.dataset.description["config"],
+        "split_sha256": cells.split.sha256,
+        "split_sizes": config_dict(cells.suite.split),
+        "split_indices": cells.split.indices(),
+        "target": cells.target.label,
+        "target_config": cells.target.description["config"],
+        "target_hash": trained.target_hash,
+        "training": trained.training,
+        "defense": cells.defense.label,
+        "defense_config": cells.defense.description["config"],
+        "defense_costs": trained.training.get("defense_costs", {}),
+        "seed": cells.seed,
+        "n_members": int(eval_labels.sum()),
+        "n_nonmembers": int((eval_labels == 0).sum()),
+        "n_calibration": n_calibration,
+        "utility": utility,
+        "config_hash": config_hash,
+        "versions": software_versions(),
+        "device": str(runtime.device()) + "".join(f", {v}" for v in runtime.precision_key().values()),
+        "processes": runtime.accelerator().num_processes,
+        "provenance": "reproduced",
+        **result,
+    }

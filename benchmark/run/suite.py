@@ -1,0 +1,248 @@
+"""Suite files: YAML that names datasets, targets, defenses, attacks, seeds and sizes.
+
+Everything is validated here, before any training starts, so a typo costs a second, not a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
+from benchmark.core.configs import build_config, config_dict
+from benchmark.core.errors import BenchmarkError
+from benchmark.run.splits import SplitSizes
+
+
+@dataclass
+class Component:
+    """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart.
+
+    ``seeds`` (defenses) limits a component to some of the suite's seeds, and ``defenses`` (budget
+    points) to some defenses: both choose which cells exist, never what a cell computes, so they
+    stay out of ``description`` and of every hash.
+    """
+
+    registry: str
+    name: str
+    label: str
+    config: Any
+    budget: dict | None = None
+    seeds: list[int] | None = None
+    defenses: list[str] | None = None
+
+    def instantiate(self) -> Any:
+        return REGISTRIES[self.registry].get(self.name).cls(self.config)
+
+    @property
+    def description(self) -> dict:
+        return {"name": self.name, "label": self.label, "config": config_dict(self.config)}
+
+
+@dataclass
+class Scoring:
+    batch_size: int = 256
+    bootstrap: int = 1000
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.bootstrap < 10:
+            raise ValueError("batch_size must be ≥ 1 and bootstrap ≥ 10")
+
+
+@dataclass
+class Suite:
+    name: str
+    version: int
+    description: str
+    datasets: list[Component]
+    targets: list[Component]
+    defenses: list[Component]
+    attacks: list[Component]
+    seeds: list[int]
+    split: SplitSizes
+    scoring: Scoring = field(default_factory=Scoring)
+
+    def defenses_for(self, seed: int) -> list[Component]:
+        return [d for d in self.defenses if d.seeds is None or seed in d.seeds]
+
+    def attacks_for(self, defense: Component) -> list[Component]:
+        return [a for a in self.attacks if a.defenses is None or defense.label in a.defenses]
+
+
+REGISTRIES: dict[str, Registry] = {
+    "datasets": DATASETS,
+    "targets": TARGETS,
+    "defenses": DEFENSES,
+    "attacks": ATTACKS,
+}
+TOP_LEVEL = {
+    "name",
+    "version",
+    "description",
+    "datasets",
+    "targets",
+    "defenses",
+    "attacks",
+    "seeds",
+    "split",
+    "scoring",
+    "budget",
+}
+REQUIRED = {"datasets", "targets", "attacks", "seeds"}
+
+
+def suites_dir() -> Path:
+    return Path(str(resources.files("benchmark") / "suites"))
+
+
+def registered_suites() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(suites_dir().glob("*.yaml"))}
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    known = registered_suites()
+    if name_or_path in known:
+        return known[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise BenchmarkError(f"suite file {path} does not exist; pass a registered suite or a YAML path")
+        return path
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"registered suites: {', '.join(known)}"
+    raise BenchmarkError(f"unknown suite '{name_or_path}': {hint}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = resolve_suite_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise BenchmarkError(f"{path}: not valid YAML{where}; check indentation and colons") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchmarkError(f"cannot read suite {path}: {error}") from None
+    return parse_suite(raw, default_name=path.stem, where=str(path))
+
+
+def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
+    if not isinstance(raw, dict):
+        raise BenchmarkError(f"{where}: a suite is a YAML mapping with keys {', '.join(sorted(REQUIRED))}")
+    for key in raw:
+        if key not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(TOP_LEVEL))}"
+            raise BenchmarkError(f"{where}: unknown key '{key}': {hint}")
+    missing = REQUIRED - set(raw)
+    if missing:
+        raise BenchmarkError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise BenchmarkError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
+    version = raw.get("version", 1)
+    if type(version) is not int:
+        raise BenchmarkError(f"{where}: 'version' must be an integer")
+    suite = Suite(
+        name=str(raw.get("name", default_name)),
+        version=version,
+        description=str(raw.get("description", "")),
+        datasets=_components(raw, "datasets", where),
+        targets=_components(raw, "targets", where),
+        defenses=_components({"defenses": raw.get("defenses", ["none"])}, "defenses", where),
+        attacks=_components(raw, "attacks", where) + _budget(raw.get("budget") or [], where),
+        seeds=list(dict.fromkeys(seeds)),
+        split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
+        scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
+    )
+    _check_subsets(suite, where)
+    return suite
+
+
+def _check_subsets(suite: Suite, where: str) -> None:
+    defense_labels = [d.label for d in suite.defenses]
+    for defense in suite.defenses:
+        if defense.seeds is not None and not set(defense.seeds) <= set(suite.seeds):
+            raise BenchmarkError(f"{where}: defense '{defense.label}' lists seeds that are not in 'seeds'")
+    for attack in suite.attacks:
+        unknown = set(attack.defenses or []) - set(defense_labels)
+        if unknown:
+            raise BenchmarkError(
+                f"{where}: budget '{attack.label}' names unknown defense(s) {', '.join(sorted(unknown))}; "
+                f"defenses in this suite: {', '.join(defense_labels)}"
+            )
+
+
+def _budget(sweeps: Any, where: str) -> list[Component]:
+    """Expand ``budget: [{attack, param, values}]`` into one attack component per value.
+
+    Each point is an ordinary cell with its own card; ``budget`` on the card says which knob it
+    turned, so the renderer can draw AUC against measured queries.
+    """
+    if not isinstance(sweeps, list):
+        raise BenchmarkError(f"{where}: 'budget' must be a list of {{attack, param, values}} mappings")
+    components = []
+    for sweep in sweeps:
+        keys = set(sweep) if isinstance(sweep, dict) else set()
+        if (
+            not {"attack", "param", "values"} <= keys
+            or keys - {"attack", "param", "values", "defenses"}
+            or not sweep["values"]
+        ):
+            raise BenchmarkError(
+                f"{where}: each budget entry needs 'attack', 'param' and non-empty 'values' (optional: 'defenses')"
+            )
+        defenses = sweep.get("defenses")
+        if defenses is not None and (not isinstance(defenses, list) or not defenses):
+            raise BenchmarkError(f"{where}: a budget entry's 'defenses' must be a non-empty list of defense labels")
+        entry = ATTACKS.get(str(sweep["attack"]))
+        for value in sweep["values"]:
+            label = f"{entry.name}@{sweep['param']}={value}"
+            config = build_config(entry.cls.Config, f"{where}: budget '{label}'", entry.preset, {sweep["param"]: value})
+            budget = {"attack": entry.name, "param": sweep["param"], "value": value}
+            only = None if defenses is None else [str(d) for d in defenses]
+            components.append(Component("attacks", entry.name, label, config, budget, defenses=only))
+    return components
+
+
+def _mapping(raw: dict, key: str, where: str) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise BenchmarkError(f"{where}: '{key}' must be a mapping of parameters")
+    return value
+
+
+def _components(raw: dict, key: str, where: str) -> list[Component]:
+    items = raw[key]
+    if not isinstance(items, list) or not items:
+        raise BenchmarkError(f"{where}: '{key}' must be a non-empty list")
+    components = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"name": item}
+        allowed = {"name", "label", "params"} | ({"seeds"} if key == "defenses" else set())
+        if not isinstance(item, dict) or "name" not in item or set(item) - allowed:
+            raise BenchmarkError(
+                f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional "
+                + ("'label', 'params' and 'seeds'" if key == "defenses" else "'label' and 'params'")
+            )
+        seeds = item.get("seeds")
+        if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(type(x) is int for x in seeds)):
+            raise BenchmarkError(f"{where}: 'seeds' of {key} '{item['name']}' must be a non-empty list of integers")
+        entry = REGISTRIES[key].get(str(item["name"]))
+        label = str(item.get("label", entry.name))
+        params = item.get("params") or {}
+        if not isinstance(params, dict):
+            raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")
+        config = build_config(entry.cls.Config, f"{where}: {key} '{label}'", entry.preset, params)
+        components.append(Component(key, entry.name, label, config, seeds=seeds))
+    labels = [c.label for c in components]
+    duplicate = next((x for x in labels if labels.count(x) > 1), None)
+    if duplicate:
+        raise BenchmarkError(f"{where}: '{key}' lists '{duplicate}' twice; give one of them a distinct 'label'")
+    return components

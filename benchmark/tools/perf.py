@@ -1,0 +1,244 @@
+"""``python -m benchmark perf``: the harness measured against its physical limit, as ratios from one run.
+
+On a CPU the limit of an attack is the UNet forward passes it needs; of training, the bare
+diffusers loop. Every figure here is a ratio of two timings taken in the same process, so it
+travels between machines better than a wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.api.model import DiffusionModel, ThreatModel
+from benchmark.api.plugins import AttackContext
+from benchmark.api.registry import ATTACKS, DEFENSES, TARGETS
+from benchmark.api.training import TrainingJob, TrainingPlan
+from benchmark.core.configs import build_config
+from benchmark.core.errors import BenchmarkError
+from benchmark.core.storage import atomic_write_text
+from benchmark.run.access import make_access
+from benchmark.run.training import fit
+
+
+@dataclass
+class PerfSizes:
+    images: int = 512
+    batch_size: int = 256
+    train_steps: int = 30
+    members: int = 96
+    image_size: int = 8  # the quick and full suites' digits resolution
+    repeats: int = 3
+
+    @classmethod
+    def tiny(cls) -> PerfSizes:
+        return cls(images=32, batch_size=16, train_steps=4, members=16, image_size=8, repeats=1)
+
+
+def _seconds(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _best_of(repeats: int, action: Callable[[], object]) -> float:
+    """The fastest of several timings: the least disturbed by the rest of the machine."""
+    return min(_seconds(action) for _ in range(repeats))
+
+
+def _model(sizes: PerfSizes) -> tuple[DiffusionModel, TrainingPlan]:
+    """The suites' target, built through the registry and its own training plan (seed 0)."""
+    entry = TARGETS.get("ddpm_unet")
+    config = build_config(entry.cls.Config, "perf target", {"train_steps": sizes.train_steps, "batch_size": 64})
+    shape = torch.empty(0, 1, sizes.image_size, sizes.image_size)
+    plan = entry.cls(config).training_plan(shape, None, seed=0)
+    return DiffusionModel(plan.new_unet().eval(), plan.scheduler), plan
+
+
+def scoring_overhead(sizes: PerfSizes) -> list[dict]:
+    """Each attack's scoring time ÷ (its counted queries × one bare batched forward over the same
+    images). The two are timed alternately, repeat by repeat, so a machine that speeds up or slows
+    down during the run moves both sides of the ratio alike."""
+    model, _ = _model(sizes)
+    images = torch.rand(sizes.images, 1, sizes.image_size, sizes.image_size) * 2 - 1
+    t = torch.full((sizes.batch_size,), 100)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for batch in images.split(sizes.batch_size):
+                model.unet(batch, t[: len(batch)])
+
+    bare()
+    rows = []
+    for entry in ATTACKS.entries():
+        if entry.cls.threat_model is not ThreatModel.GRAY_BOX or entry.preset or entry.cls.requires_captions:
+            continue  # registered variants share their class's hot path; CLiD needs a text-to-image model
+        attack = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset))
+        access = make_access(model, entry.cls.threat_model, sizes.batch_size)
+        walls, bares = [], []
+        for _ in range(sizes.repeats):
+            walls.append(_seconds(lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator()))))
+            bares.append(_seconds(bare))
+        queries = access.counter.forward_passes / (sizes.repeats * len(images))
+        rows.append(
+            {
+                "attack": entry.name,
+                "queries_per_sample": queries,
+                "seconds_per_sample": min(walls) / len(images),
+                "overhead": min(walls) / (queries * min(bares)),
+            }
+        )
+    return rows
+
+
+def _bare_training(model: DiffusionModel, members: torch.Tensor, steps: int, lr: float) -> None:
+    """The reference: the diffusers training loop with nothing of the harness around it."""
+    optimizer = torch.optim.AdamW(model.unet.parameters(), lr=lr)
+    model.unet.train()
+    for _ in range(steps):
+        batch = members[torch.randint(0, len(members), (64,))]
+        noise = torch.randn_like(batch)
+        t = torch.randint(0, 1000, (len(batch),))
+        loss = F.mse_loss(model.unet(model.scheduler.add_noise(batch, noise, t), t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+        optimizer.step()
+
+
+def _harness_training(sizes: PerfSizes, members: torch.Tensor, defense_name: str = "none") -> tuple[float, float]:
+    """(wall seconds of the defense's ``train``, seconds of its step loop as it reports them); the
+    model is built before the clock starts, as in the bare loop."""
+    model, plan = _model(sizes)
+    defense_entry = DEFENSES.get(defense_name)
+    defense = defense_entry.cls(build_config(defense_entry.cls.Config, defense_name, defense_entry.preset))
+    with tempfile.TemporaryDirectory() as scratch:
+        job = TrainingJob(plan.new_unet, model.scheduler, members, members[:0], plan.recipe, 0, Path(scratch),
+                          trainer=fit)  # fmt: skip
+        started = time.perf_counter()
+        report = defense.train(job, model.unet)
+        return time.perf_counter() - started, report["train_seconds"]
+
+
+def _bare_seconds(sizes: PerfSizes, members: torch.Tensor) -> float:
+    model, plan = _model(sizes)
+    started = time.perf_counter()
+    _bare_training(model, members, sizes.train_steps, plan.recipe.learning_rate)
+    return time.perf_counter() - started
+
+
+def training_ratio(sizes: PerfSizes) -> dict:
+    """Harness step ÷ bare step, interleaved so both see the same machine state."""
+    members = torch.rand(sizes.members, 1, sizes.image_size, sizes.image_size) * 2 - 1
+    doubled = torch.cat([members, members.flip(0)])
+    _bare_seconds(PerfSizes.tiny(), members[:, :, :8, :8])  # warm-up of kernels and allocator
+    bare, harness, harness_doubled = [], [], []
+    dp = []
+    for _ in range(sizes.repeats):
+        bare.append(_bare_seconds(sizes, members))
+        harness.append(_harness_training(sizes, members))
+        harness_doubled.append(_harness_training(sizes, doubled))
+        if "dpsgd" in DEFENSES:
+            dp.append(_harness_training(sizes, members, "dpsgd"))
+    bare_s, (harness_s, harness_loop) = min(bare), min(harness)
+    dp_wall, dp_loop = min(dp) if dp else (None, None)
+    return {
+        "bare_step_seconds": bare_s / sizes.train_steps,
+        "harness_step_seconds": harness_s / sizes.train_steps,
+        "harness_over_bare": harness_s / bare_s,
+        "members_doubled_time_ratio": min(harness_doubled)[0] / harness_s,
+        # step time against step time; choosing σ and reporting ε is a one-off cost per training
+        "dpsgd_over_plain": None if dp_loop is None else dp_loop / harness_loop,
+        "dpsgd_accounting_seconds": None if dp_wall is None else dp_wall - dp_loop,
+    }
+
+
+def scoring_scaling(sizes: PerfSizes) -> dict:
+    """Scoring time as the image count doubles twice: 2.0 and 2.0 mean linear."""
+    model, _ = _model(sizes)
+    entry = ATTACKS.get("nais")
+    attack = entry.cls(build_config(entry.cls.Config, "nais", entry.preset))
+    access = make_access(model, ThreatModel.GRAY_BOX, sizes.batch_size)
+    times = []
+    for factor in (1, 2, 4):
+        images = torch.rand(sizes.images * factor, 1, sizes.image_size, sizes.image_size) * 2 - 1
+        times.append(
+            _best_of(sizes.repeats, lambda x=images: attack.score(access, x, AttackContext(torch.Generator())))
+        )
+    return {
+        "images": [sizes.images * f for f in (1, 2, 4)],
+        "seconds": times,
+        "ratios": list(np.array(times[1:]) / times[:-1]),
+    }
+
+
+def suite_wall_times(suites: list[str]) -> dict:
+    """Cold (empty cache) then warm (cache hit, fresh output) wall time of whole suites, in subprocesses."""
+    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name in suites:
+            for phase in ("cold", "warm"):
+                command = [sys.executable, "-m", "benchmark", "run", "--suite", name,
+                           "--out", f"{root}/{name}-{phase}", "--cache", f"{root}/cache"]  # fmt: skip
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    raise BenchmarkError(f"suite {name} failed during perf: {done.stderr.strip().splitlines()[-1]}")
+                results[f"{name}_{phase}_seconds"] = time.perf_counter() - started
+    return results
+
+
+def run_perf(out: Path, sizes: PerfSizes, suites: list[str]) -> dict:
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+        },
+        "sizes": sizes.__dict__,
+        "scoring": scoring_overhead(sizes),
+        "training": training_ratio(sizes),
+        "scaling": scoring_scaling(sizes),
+        "suites": suite_wall_times(suites),
+    }
+    atomic_write_text(out, json.dumps(report, indent=2))
+    print_report(report)
+    return report
+
+
+def print_report(report: dict) -> None:
+    console = Console()
+    table = Table(title="scoring: wall time ÷ (counted queries × bare batched forward)")
+    for column in ("attack", "queries/sample", "ms/sample", "overhead"):
+        table.add_column(column, justify="left" if column == "attack" else "right")
+    for row in report["scoring"]:
+        table.add_row(row["attack"], f"{row['queries_per_sample']:g}", f"{row['seconds_per_sample'] * 1e3:.3f}",
+                      f"{row['overhead']:.2f}×")  # fmt: skip
+    console.print(table)
+    training, scaling = report["training"], report["scaling"]
+    dp = training["dpsgd_over_plain"]
+    console.print(
+        f"training: harness {training['harness_step_seconds'] * 1e3:.1f} ms/step = "
+        f"{training['harness_over_bare']:.3f}× the bare diffusers loop; members doubled: "
+        f"{training['members_doubled_time_ratio']:.3f}× (flat is 1.0); "
+        f"DP-SGD steps: {'not registered' if dp is None else f'{dp:.2f}× plain'}"
+        + ("" if dp is None else f" (+{training['dpsgd_accounting_seconds']:.1f} s of accounting per training)")
+    )
+    console.print(
+        f"scoring scaling (×2 images each): {', '.join(f'{r:.2f}×' for r in scaling['ratios'])} (linear is 2.0)"
+    )
+    for name, seconds in report["suites"].items():
+        console.print(f"{name}: {seconds:.1f} s")

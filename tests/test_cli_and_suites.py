@@ -38,6 +38,22 @@ def test_shipped_suites_validate(name):
         ({"attacks": [{"name": "nais", "params": {"statistic": "hull"}}]}, "is not one of"),
         ({"attacks": ["nais", "nais"]}, "lists 'nais' twice"),
         ({"defenses": ["dp"]}, "unknown defense 'dp'"),
+        # compatibility declared on the classes, refused when the suite is read
+        ({"attacks": ["clid"]}, "attack 'clid' conditions on captions, which target 'tiny-0.1M' does not take"),
+        (
+            {
+                "targets": [{"name": "diffusers_folder", "params": {"path": "./never-read"}}],
+                "defenses": ["augmentation"],
+            },
+            "target 'diffusers_folder' is attacked as given",
+        ),
+        (
+            {
+                "targets": [{"name": "text_to_image", "params": {"path": "./never-read", "finetune_steps": 5}}],
+                "defenses": ["dpsgd"],
+            },
+            "defense 'dpsgd' replaces the training procedure",
+        ),
     ],
 )
 def test_suite_mistakes_are_named(tmp_path, change, message):

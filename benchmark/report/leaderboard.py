@@ -9,50 +9,38 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
+from benchmark.report.card import Card
 from benchmark.report.metrics import point_metrics
 from benchmark.report.render import leaderboard_markdown, plot_names, write_outputs
 from benchmark.run.results import ResultStore
+from benchmark.run.suite import caption_conditioned_attacks
 
 DEFAULT_DIR = Path("leaderboard")
 TOLERANCE = 1e-9
 
 
-def _schema() -> dict:
-    return json.loads((resources.files("benchmark") / "card_schema.json").read_text())
-
-
-def card_stem(card: dict) -> str:
-    parts = [card["dataset"], card["target"], card["defense"], f"seed{card['seed']}", card["attack"]]
+def card_stem(card: Card) -> str:
+    parts = [card.dataset, card.target, card.defense, f"seed{card.seed}", card.attack]
     return "__".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)) for p in parts)
 
 
-def validate_card(card: dict, where: str) -> None:
-    try:
-        jsonschema.validate(card, _schema())
-    except jsonschema.ValidationError as error:
-        path = "/".join(map(str, error.absolute_path)) or "card"
-        raise BenchmarkError(f"{where}: invalid card at '{path}': {error.message}") from None
-
-
-def verify_against_scores(card: dict, scores: dict[str, np.ndarray], where: str) -> None:
+def verify_against_scores(card: Card, scores: dict[str, np.ndarray], where: str) -> None:
     """The headline metrics must follow from the stored scores: a hand-edited number does not."""
     recomputed = point_metrics(scores["labels"], scores["scores"])
     for name, value in recomputed.items():
-        if abs(card[name] - value) > TOLERANCE:
+        if abs(card.metric(name) - value) > TOLERANCE:
             raise BenchmarkError(
-                f"{where}: '{name}' is {card[name]} but its scores give {value:.6f}; cards are generated, "
+                f"{where}: '{name}' is {card.metric(name)} but its scores give {value:.6f}; cards are generated, "
                 "not edited: rerun the cell and publish again"
             )
-    if (int(scores["labels"].sum()), int((scores["labels"] == 0).sum())) != (card["n_members"], card["n_nonmembers"]):
+    if (int(scores["labels"].sum()), int((scores["labels"] == 0).sum())) != (card.n_members, card.n_nonmembers):
         raise BenchmarkError(f"{where}: n_members/n_nonmembers do not match its scores file")
 
 
@@ -61,23 +49,22 @@ class Leaderboard:
         self.folder = Path(folder)
         self.cards_dir = self.folder / "cards"
 
-    def load(self) -> list[dict]:
-        """Every card, validated against the schema and against its own scores."""
+    def load(self) -> list[Card]:
+        """Every card, validated as a :class:`Card` and against its own scores."""
         cards = []
         for path in sorted(self.cards_dir.rglob("*.json")):
             where = str(path)
             try:
-                card = json.loads(path.read_text())
+                data = json.loads(path.read_text())
             except (OSError, ValueError) as error:
                 raise BenchmarkError(f"{where}: not readable JSON ({error}); restore it from git") from None
-            validate_card(card, where)
+            card = Card.parse(data, where).with_path(str(path))
             scores_path = path.with_suffix(".npz")
-            if "scores_sha256" not in card or not scores_path.is_file():
+            if card.scores_sha256 is None or not scores_path.is_file():
                 raise BenchmarkError(f"{where}: its scores file {scores_path.name} is missing; publish the run again")
-            if sha256_file(scores_path) != card["scores_sha256"]:
+            if sha256_file(scores_path) != card.scores_sha256:
                 raise BenchmarkError(f"{where}: {scores_path.name} does not match the card's scores_sha256")
             verify_against_scores(card, self._scores(path), where)
-            card["_path"] = str(path)
             cards.append(card)
         if not cards:
             raise BenchmarkError(
@@ -90,27 +77,26 @@ class Leaderboard:
         with np.load(card_path.with_suffix(".npz"), allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
 
-    def load_scores(self, card: dict) -> dict[str, np.ndarray]:
-        return self._scores(Path(card["_path"]))
+    def load_scores(self, card: Card) -> dict[str, np.ndarray]:
+        return self._scores(Path(card.path))
 
     def publish(self, run_dir: Path, provenance: str = "reproduced") -> int:
         store = ResultStore(run_dir)
         if not store.cards:
             raise BenchmarkError(f"{run_dir} holds no results.jsonl cards; run a suite into it first")
         for card in store.cards:
-            card = {k: v for k, v in card.items() if not k.startswith("_")} | {"provenance": provenance}
             scores_file = store.scores_path(card)
-            stem = self.cards_dir / card["suite"] / card_stem(card)
+            stem = self.cards_dir / card.suite / card_stem(card)
             scores_path, card_path = stem.parent / f"{stem.name}.npz", stem.parent / f"{stem.name}.json"
             atomic_write_bytes(scores_path, scores_file.read_bytes())
-            card["scores_sha256"] = sha256_file(scores_path)
-            validate_card(card, str(scores_file))
-            atomic_write_text(card_path, json.dumps(card, indent=1, sort_keys=True) + "\n")
+            update = {"provenance": provenance, "scores_sha256": sha256_file(scores_path)}
+            published = Card.parse(card.to_dict() | update, str(scores_file))
+            atomic_write_text(card_path, published.to_json(indent=1) + "\n")
         return len(store.cards)
 
     def regenerate(self) -> int:
         cards = self.load()
-        write_outputs(self.folder, cards, self.load_scores, console_table=False)
+        write_outputs(self.folder, cards, self.load_scores, console_table=False, unshown=caption_conditioned_attacks())
         return len(cards)
 
     def check(self) -> int:
@@ -118,7 +104,9 @@ class Leaderboard:
         page = self.folder / "LEADERBOARD.md"
         plots = plot_names(cards)
         stale = f"run `python -m benchmark leaderboard --dir {self.folder}` and commit the result"
-        if not page.is_file() or page.read_text() != leaderboard_markdown(cards, plots, self.load_scores):
+        if not page.is_file() or page.read_text() != leaderboard_markdown(
+            cards, plots, self.load_scores, caption_conditioned_attacks()
+        ):
             raise BenchmarkError(f"{page} is out of date with {self.cards_dir}; {stale}")
         missing = [p for p in plots if not (self.folder / p).is_file()]
         if missing:

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from benchmark.core.storage import atomic_write_bytes  # noqa: E402
+from benchmark.report.card import Card  # noqa: E402
 from benchmark.report.tables import ScoreLoader, budget_table, worst_case  # noqa: E402
 
 
@@ -23,27 +24,27 @@ def _save(figure, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def roc_plot(cards: list[dict], load_scores: ScoreLoader, path: Path) -> None:
+def roc_plot(cards: list[Card], load_scores: ScoreLoader, path: Path) -> None:
     """Log-log ROC of every attack on one target and seed; low FPRs are where privacy is decided."""
     figure, axis = plt.subplots(figsize=(5.5, 5))
     axis.set_prop_cycle(color=plt.cm.tab20.colors)  # up to 20 attacks without repeating a colour
-    floor = 1.0 / max(c["n_nonmembers"] for c in cards)
+    floor = 1.0 / max(c.n_nonmembers for c in cards)
     for card in cards:
         arrays = load_scores(card)
         fpr, tpr, _ = roc_curve(arrays["labels"], arrays["scores"])
-        axis.plot(np.clip(fpr, floor / 2, 1), np.clip(tpr, floor / 2, 1), label=f"{card['attack']} ({card['auc']:.3f})")
+        axis.plot(np.clip(fpr, floor / 2, 1), np.clip(tpr, floor / 2, 1), label=f"{card.attack} ({card.auc:.3f})")
     axis.plot([floor / 2, 1], [floor / 2, 1], "k:", linewidth=0.8, label="chance")
     axis.set(xscale="log", yscale="log", xlabel="false-positive rate", ylabel="true-positive rate")
     first = cards[0]
-    axis.set_title(f"{first['dataset']} / {first['target']} / {first['defense']} / seed {first['seed']}", fontsize=9)
+    axis.set_title(f"{first.dataset} / {first.target} / {first.defense} / seed {first.seed}", fontsize=9)
     axis.legend(fontsize=6, loc="lower right")
     figure.tight_layout()
     _save(figure, path)
 
 
-def frontier_plot(cards: list[dict], path: Path) -> None:
+def frontier_plot(cards: list[Card], path: Path) -> None:
     """Privacy against utility: one point per dataset/target/defense, y = the strongest attack."""
-    worst = worst_case([c for c in cards if not c.get("budget")])
+    worst = worst_case([c for c in cards if not c.budget])
     if worst.empty:
         return
     if worst["fid"].notna().all():
@@ -64,7 +65,7 @@ def frontier_plot(cards: list[dict], path: Path) -> None:
     _save(figure, path)
 
 
-def budget_plot(cards: list[dict], path: Path) -> bool:
+def budget_plot(cards: list[Card], path: Path) -> bool:
     """AUC and TPR@1%FPR against measured queries per sample for every budget sweep."""
     table = budget_table(cards)
     if table.empty:

@@ -7,17 +7,18 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from benchmark.report.card import Card
 from benchmark.report.metrics import paired_auc_difference
 
 GROUP = ["dataset", "target", "defense"]
 METRICS = [("auc", "AUC"), ("asr", "ASR"), ("tpr_at_1pct_fpr", "TPR@1%FPR"), ("tpr_at_0_1pct_fpr", "TPR@0.1%FPR")]
-ScoreLoader = Callable[[dict], dict[str, np.ndarray]]
+ScoreLoader = Callable[[Card], dict[str, np.ndarray]]
 
 
-def _fmt_metric(card: dict, key: str) -> str:
-    low, high = card[f"{key}_ci"]
-    text = f"{card[key]:.3f} [{low:.2f}, {high:.2f}]"
-    if key in card.get("tpr_reliable", {}) and not card["tpr_reliable"][key]:
+def _fmt_metric(card: Card, key: str) -> str:
+    low, high = card.metric(f"{key}_ci")
+    text = f"{card.metric(key):.3f} [{low:.2f}, {high:.2f}]"
+    if key in card.tpr_reliable and not card.tpr_reliable[key]:
         text += " †"
     return text
 
@@ -26,39 +27,39 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def detail_table(cards: list[dict]) -> pd.DataFrame:
+def detail_table(cards: list[Card]) -> pd.DataFrame:
     """One row per card, with its bootstrap intervals."""
     rows = []
     for card in cards:
-        row = {k: card[k] for k in ("attack", "threat_model", "seed", "n_members", "n_nonmembers")}
+        row = {k: card.metric(k) for k in ("attack", "threat_model", "seed", "n_members", "n_nonmembers")}
         for key, title in METRICS:
             row[title] = _fmt_metric(card, key)
-        calibrated = card.get("calibrated_threshold")
-        row["TPR/FPR at calibrated τ"] = f"{calibrated['tpr']:.2f} / {calibrated['fpr']:.2f}" if calibrated else "—"
-        row["queries/sample"] = f"{card['queries_per_sample']:g}"
-        row["ms/sample"] = f"{card['seconds_per_sample'] * 1000:.2f}"
-        row["provenance"] = card["provenance"]
+        calibrated = card.calibrated_threshold
+        row["TPR/FPR at calibrated τ"] = f"{calibrated.tpr:.2f} / {calibrated.fpr:.2f}" if calibrated else "—"
+        row["queries/sample"] = f"{card.queries_per_sample:g}"
+        row["ms/sample"] = f"{card.seconds_per_sample * 1000:.2f}"
+        row["provenance"] = card.provenance
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _frame(cards: list[dict]) -> pd.DataFrame:
+def _frame(cards: list[Card]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                **{k: c[k] for k in (*GROUP, "attack", "threat_model", "seed", "queries_per_sample")},
-                "backward": c.get("backward_passes_per_sample", 0.0),
-                **{title: c[key] for key, title in METRICS},
-                "heldout_mse": c["utility"].get("heldout_denoising_mse", np.nan),
-                "fid": np.nan if c["utility"].get("fid") is None else c["utility"]["fid"],
-                "epsilon": c.get("defense_costs", {}).get("epsilon", np.nan),
+                **{k: c.metric(k) for k in (*GROUP, "attack", "threat_model", "seed", "queries_per_sample")},
+                "backward": c.backward_passes_per_sample,
+                **{title: c.metric(key) for key, title in METRICS},
+                "heldout_mse": c.utility.get("heldout_denoising_mse", np.nan),
+                "fid": np.nan if c.utility.get("fid") is None else c.utility["fid"],
+                "epsilon": c.defense_costs.get("epsilon", np.nan),
             }
             for c in cards
         ]
     )
 
 
-def seed_summary(cards: list[dict]) -> pd.DataFrame:
+def seed_summary(cards: list[Card]) -> pd.DataFrame:
     """Mean ± standard deviation across seeds (target retrains), beside the per-seed bootstrap."""
     grouped = _frame(cards).groupby([*GROUP, "attack"], sort=False)
     out = grouped[[title for _, title in METRICS]].agg(_mean_std)
@@ -66,7 +67,7 @@ def seed_summary(cards: list[dict]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def attack_table(cards: list[dict]) -> pd.DataFrame:
+def attack_table(cards: list[Card]) -> pd.DataFrame:
     """Each attack per defense over every target and seed, strongest first: mean ± std, cost and
     threat model (averaging across defenses would blend a defended model's chance-level AUC in)."""
     frame = _frame(cards)
@@ -82,7 +83,7 @@ def attack_table(cards: list[dict]) -> pd.DataFrame:
     return ranked.drop(columns=["_rank", "_defense"]).reset_index()
 
 
-def worst_case(cards: list[dict]) -> pd.DataFrame:
+def worst_case(cards: list[Card]) -> pd.DataFrame:
     """Per dataset/target/defense: the strongest attack by AUC and by TPR@1%FPR (each averaged over seeds)."""
     if not cards:
         return pd.DataFrame()
@@ -106,7 +107,7 @@ def worst_case(cards: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def defense_ranking(cards: list[dict]) -> pd.DataFrame:
+def defense_ranking(cards: list[Card]) -> pd.DataFrame:
     """Each defense judged by its strongest attack, most private first, utility beside it."""
     worst = worst_case(cards).sort_values("auc")
     return pd.DataFrame(
@@ -121,20 +122,20 @@ def defense_ranking(cards: list[dict]) -> pd.DataFrame:
     )
 
 
-def budget_table(cards: list[dict]) -> pd.DataFrame:
+def budget_table(cards: list[Card]) -> pd.DataFrame:
     """AUC against measured queries for every budget-sweep point (mean over seeds)."""
     frame = pd.DataFrame(
         [
             {
-                "target": f"{c['dataset']}/{c['target']}/{c['defense']}",
-                "attack": c["budget"]["attack"],
-                "knob": f"{c['budget']['param']}={c['budget']['value']}",
-                "queries/sample": c["queries_per_sample"],
-                "AUC": c["auc"],
-                "TPR@1%FPR": c["tpr_at_1pct_fpr"],
+                "target": f"{c.dataset}/{c.target}/{c.defense}",
+                "attack": c.budget["attack"],
+                "knob": f"{c.budget['param']}={c.budget['value']}",
+                "queries/sample": c.queries_per_sample,
+                "AUC": c.auc,
+                "TPR@1%FPR": c.tpr_at_1pct_fpr,
             }
             for c in cards
-            if c.get("budget")
+            if c.budget
         ]
     )
     if frame.empty:
@@ -144,14 +145,14 @@ def budget_table(cards: list[dict]) -> pd.DataFrame:
     return summary.sort_values(["target", "attack", "queries/sample"]).round(3)
 
 
-def paired_comparisons(cards: list[dict], load_scores: ScoreLoader) -> pd.DataFrame:
+def paired_comparisons(cards: list[Card], load_scores: ScoreLoader) -> pd.DataFrame:
     """Per target and seed: the best attack by AUC against each other attack, paired on the same images."""
     rows = []
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[Card]] = {}
     for card in cards:
-        groups.setdefault((card["dataset"], card["target"], card["defense"], card["seed"]), []).append(card)
+        groups.setdefault((card.dataset, card.target, card.defense, card.seed), []).append(card)
     for (dataset, target, defense, seed), group in groups.items():
-        best = max(group, key=lambda c: c["auc"])
+        best = max(group, key=lambda c: c.auc)
         best_scores = load_scores(best)
         for other in group:
             if other is best:
@@ -165,8 +166,8 @@ def paired_comparisons(cards: list[dict], load_scores: ScoreLoader) -> pd.DataFr
                 {
                     "target": f"{dataset}/{target}/{defense}",
                     "seed": seed,
-                    "best": best["attack"],
-                    "vs": other["attack"],
+                    "best": best.attack,
+                    "vs": other.attack,
                     "ΔAUC [95% CI]": f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]",
                     "significant": "yes" if paired["significant"] else "no",
                 }
@@ -174,15 +175,15 @@ def paired_comparisons(cards: list[dict], load_scores: ScoreLoader) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def provenance_table(cards: list[dict]) -> pd.DataFrame:
+def provenance_table(cards: list[Card]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                **{k: c[k] for k in (*GROUP, "seed")},
-                "suite": f"{c['suite']} v{c['suite_version']}",
-                "split_sha256": c["split_sha256"][:16],
-                "target_hash": c["target_hash"][:16],
-                "provenance": c["provenance"],
+                **{k: c.metric(k) for k in (*GROUP, "seed")},
+                "suite": f"{c.suite} v{c.suite_version}",
+                "split_sha256": c.split_sha256[:16],
+                "target_hash": c.target_hash[:16],
+                "provenance": c.provenance,
             }
             for c in cards
         ]

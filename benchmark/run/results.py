@@ -6,7 +6,6 @@ card is not recomputed.
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -17,8 +16,8 @@ import benchmark
 from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_save_npz, atomic_write_text
+from benchmark.report.card import Card
 
-CARD_SCHEMA_VERSION = 1
 _VERSIONED = ("torch", "diffusers", "accelerate", "scikit-learn", "numpy", "opacus")
 
 
@@ -36,9 +35,9 @@ class ResultStore:
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.path = self.out / "results.jsonl"
-        self.cards: list[dict] = self._read()
+        self.cards: list[Card] = self._read()
 
-    def _read(self) -> list[dict]:
+    def _read(self) -> list[Card]:
         if not self.path.exists():
             return []
         cards = []
@@ -46,37 +45,39 @@ class ResultStore:
             if not line.strip():
                 continue
             try:
-                cards.append(json.loads(line))
+                cards.append(Card.model_validate_json(line))
             except ValueError:
                 raise BenchmarkError(
-                    f"{self.path} line {number} is not valid JSON; delete that line (or the file) and rerun"
+                    f"{self.path} line {number} is not a valid card; delete that line (or the file) and rerun"
                 ) from None
         return cards
 
     def has(self, config_hash: str) -> bool:
-        return any(card.get("config_hash") == config_hash for card in self.cards)
+        return any(card.config_hash == config_hash for card in self.cards)
 
-    def scores_path(self, card: dict) -> Path:
-        return self.out / "scores" / f"{card['attack']}-{card['config_hash'][:16]}.npz"
+    def scores_path(self, card: Card) -> Path:
+        return self.out / "scores" / f"{card.attack}-{card.config_hash[:16]}.npz"
 
-    def add(self, card: dict, arrays: dict[str, np.ndarray]) -> None:
+    def add(self, card: Card, arrays: dict[str, np.ndarray]) -> None:
         """Scores first, then the card: a card on disk always has its scores beside it."""
         if runtime.is_main_process():
             atomic_save_npz(self.scores_path(card), **arrays)
-        self.cards = [c for c in self.cards if c.get("config_hash") != card["config_hash"]] + [card]
+        self.cards = [c for c in self.cards if c.config_hash != card.config_hash] + [card]
         self._write()
 
     def set_utility(self, target_hash: str, utility: dict) -> None:
         """Utility belongs to the target, so every card of that target carries the same copy,
         including cards finished before the utility metrics last changed."""
-        self.cards = [c | {"utility": utility} if c.get("target_hash") == target_hash else c for c in self.cards]
+        self.cards = [
+            c.model_copy(update={"utility": utility}) if c.target_hash == target_hash else c for c in self.cards
+        ]
         self._write()
 
     def _write(self) -> None:
         if not runtime.is_main_process():
             return  # under several processes the main one writes
-        atomic_write_text(self.path, "".join(json.dumps(c, sort_keys=True) + "\n" for c in self.cards))
+        atomic_write_text(self.path, "".join(c.to_json() + "\n" for c in self.cards))
 
-    def load_scores(self, card: dict) -> dict[str, np.ndarray]:
+    def load_scores(self, card: Card) -> dict[str, np.ndarray]:
         with np.load(self.scores_path(card), allow_pickle=False) as data:
             return {key: data[key] for key in data.files}

@@ -15,13 +15,14 @@ from benchmark.core.configs import config_dict
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.progress import console
+from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
 from benchmark.run.cache import Cache
 from benchmark.run.fid import FeatureExtractor, feature_extractor
-from benchmark.run.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
+from benchmark.run.results import ResultStore, software_versions
 from benchmark.run.scoring import run_attack
 from benchmark.run.splits import Split, make_split
-from benchmark.run.suite import Component, Suite
+from benchmark.run.suite import Component, Suite, caption_conditioned_attacks
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import UTILITY_VERSION, measure_utility
 
@@ -166,7 +167,7 @@ def _lazy_features(
     return features
 
 
-def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[dict]:
+def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[Card]:
     store = ResultStore(out)
     per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
     counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
@@ -185,9 +186,9 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                     cells = TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
                                         features)  # fmt: skip
                     _run_cells(cells, store, cache, counter)
-    cards = [card for card in store.cards if card["config_hash"] in planned]
+    cards = [card for card in store.cards if card.config_hash in planned]
     if runtime.is_main_process():
-        write_outputs(store.out, cards, store.load_scores, console_table)
+        write_outputs(store.out, cards, store.load_scores, console_table, caption_conditioned_attacks())
     return cards
 
 
@@ -196,8 +197,8 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
     measure what is missing."""
     pending = [a for a in cells.attacks if not store.has(cells.hashes[a.label])]
     counter["done"] += len(cells.attacks) - len(pending)
-    finished = [c for c in store.cards if c["config_hash"] in set(cells.hashes.values())]
-    stale = any(c["utility"].get("version") != UTILITY_VERSION for c in finished)
+    finished = [c for c in store.cards if c.config_hash in set(cells.hashes.values())]
+    stale = any(c.utility.get("version") != UTILITY_VERSION for c in finished)
     if not pending and not stale:
         return
     split, images = cells.split, cells.images
@@ -230,40 +231,42 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
         store.add(card, arrays)
         counter["done"] += 1
         console.print(
-            f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card['auc']:.3f}, "
-            f"TPR@1%FPR {card['tpr_at_1pct_fpr']:.3f}, {card['queries_per_sample']:g} queries/sample"
+            f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card.auc:.3f}, "
+            f"TPR@1%FPR {card.tpr_at_1pct_fpr:.3f}, {card.queries_per_sample:g} queries/sample"
         )
 
 
 def _card(
     cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, n_calibration: int,
     config_hash: str, result: dict,
-) -> dict:  # fmt: skip
-    return {
-        "schema_version": CARD_SCHEMA_VERSION,
-        "suite": cells.suite.name,
-        "suite_version": cells.suite.version,
-        "dataset": cells.dataset.label,
-        "dataset_config": cells.dataset.description["config"],
-        "split_sha256": cells.split.sha256,
-        "split_sizes": config_dict(cells.suite.split),
-        "split_indices": cells.split.indices(),
-        "target": cells.target.label,
-        "target_config": cells.target.description["config"],
-        "target_hash": trained.target_hash,
-        "training": trained.training,
-        "defense": cells.defense.label,
-        "defense_config": cells.defense.description["config"],
-        "defense_costs": trained.training.get("defense_costs", {}),
-        "seed": cells.seed,
-        "n_members": int(eval_labels.sum()),
-        "n_nonmembers": int((eval_labels == 0).sum()),
-        "n_calibration": n_calibration,
-        "utility": utility,
-        "config_hash": config_hash,
-        "versions": software_versions(),
-        "device": str(runtime.device()) + "".join(f", {v}" for v in runtime.precision_key().values()),
-        "processes": runtime.accelerator().num_processes,
-        "provenance": "reproduced",
-        **result,
-    }
+) -> Card:  # fmt: skip
+    return Card(
+        **{
+            "schema_version": CARD_SCHEMA_VERSION,
+            "suite": cells.suite.name,
+            "suite_version": cells.suite.version,
+            "dataset": cells.dataset.label,
+            "dataset_config": cells.dataset.description["config"],
+            "split_sha256": cells.split.sha256,
+            "split_sizes": config_dict(cells.suite.split),
+            "split_indices": cells.split.indices(),
+            "target": cells.target.label,
+            "target_config": cells.target.description["config"],
+            "target_hash": trained.target_hash,
+            "training": trained.training,
+            "defense": cells.defense.label,
+            "defense_config": cells.defense.description["config"],
+            "defense_costs": trained.training.get("defense_costs", {}),
+            "seed": cells.seed,
+            "n_members": int(eval_labels.sum()),
+            "n_nonmembers": int((eval_labels == 0).sum()),
+            "n_calibration": n_calibration,
+            "utility": utility,
+            "config_hash": config_hash,
+            "versions": software_versions(),
+            "device": str(runtime.device()) + "".join(f", {v}" for v in runtime.precision_key().values()),
+            "processes": runtime.accelerator().num_processes,
+            "provenance": "reproduced",
+            **result,
+        }
+    )

@@ -17,6 +17,7 @@ from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registr
 from benchmark.core.configs import build_config, config_dict
 from benchmark.core.errors import BenchmarkError
 from benchmark.run.splits import SplitSizes
+from benchmark.run.targets import incompatibility
 
 
 @dataclass
@@ -96,6 +97,11 @@ TOP_LEVEL = {
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
 
 
+def caption_conditioned_attacks() -> list[str]:
+    """Registered attacks that only a text-conditioned target can serve (pages name them when absent)."""
+    return [entry.name for entry in ATTACKS.entries() if entry.cls.requires_captions]
+
+
 def suites_dir() -> Path:
     return Path(str(resources.files("benchmark") / "suites"))
 
@@ -161,7 +167,25 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
     )
     _check_subsets(suite, where)
+    _check_compatible(suite, where)
     return suite
+
+
+def _check_compatible(suite: Suite, where: str) -> None:
+    """Every target × defense and target × attack pair the suite makes must be possible, as the
+    plugins declare on their classes; refused here, before anything trains."""
+    for target in suite.targets:
+        instance = target.instantiate()
+        for defense in suite.defenses:
+            problem = incompatibility(instance, defense.instantiate(), target.label, defense.label)
+            if problem:
+                raise BenchmarkError(f"{where}: {problem}")
+        for attack in suite.attacks:
+            if REGISTRIES["attacks"].get(attack.name).cls.requires_captions and not instance.text_conditioned:
+                raise BenchmarkError(
+                    f"{where}: attack '{attack.label}' conditions on captions, which target '{target.label}' does not "
+                    "take; pair it with a text_to_image target or drop it"
+                )
 
 
 def _check_subsets(suite: Suite, where: str) -> None:

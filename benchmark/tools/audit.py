@@ -18,10 +18,11 @@ from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.images import load_image_folder
+from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
-from benchmark.run.results import CARD_SCHEMA_VERSION, ResultStore, software_versions
+from benchmark.run.results import ResultStore, software_versions
 from benchmark.run.scoring import run_attack
-from benchmark.run.suite import Component, Scoring
+from benchmark.run.suite import Component, Scoring, caption_conditioned_attacks
 from benchmark.run.targets import obtain
 from benchmark.run.utility import measure_utility
 
@@ -51,7 +52,7 @@ def run_audit(
     calibration_fraction: float = 0.25,
     seed: int = 0,
     scoring: Scoring | None = None,
-) -> list[dict]:
+) -> list[Card]:
     scoring = scoring or Scoring()
     if not 0 <= calibration_fraction < 1:
         raise BenchmarkError("--calibration-fraction must be in [0, 1)")
@@ -84,34 +85,36 @@ def run_audit(
         entry = ATTACKS.get(name)
         component = Component("attacks", name, name, build_config(entry.cls.Config, f"attack '{name}'", entry.preset))
         result, arrays = run_attack(component, trained.model, images, labels, cal_images, cal_labels, seed, scoring)
-        card = {
-            "schema_version": CARD_SCHEMA_VERSION,
-            "suite": "audit",
-            "suite_version": 1,
-            "dataset": Path(members_dir).name + "+" + Path(nonmembers_dir).name,
-            "split_sha256": split_sha,
-            "target": Path(model_dir).name,
-            "target_hash": trained.target_hash,
-            "defense": "unknown",
-            "seed": seed,
-            "n_members": len(members),
-            "n_nonmembers": len(nonmembers),
-            "n_calibration": len(cal_labels),
-            "utility": utility,
-            "config_hash": sha256_json(
-                {
-                    "audit": split_sha,
-                    "target": trained.target_hash,
-                    "attack": component.description,
-                    "scoring": scoring.__dict__,
-                }
-            ),
-            "versions": software_versions(),
-            "device": str(runtime.device()),
-            "provenance": "audit",
-            **result,
-        }
+        card = Card(
+            **{
+                "schema_version": CARD_SCHEMA_VERSION,
+                "suite": "audit",
+                "suite_version": 1,
+                "dataset": Path(members_dir).name + "+" + Path(nonmembers_dir).name,
+                "split_sha256": split_sha,
+                "target": Path(model_dir).name,
+                "target_hash": trained.target_hash,
+                "defense": "unknown",
+                "seed": seed,
+                "n_members": len(members),
+                "n_nonmembers": len(nonmembers),
+                "n_calibration": len(cal_labels),
+                "utility": utility,
+                "config_hash": sha256_json(
+                    {
+                        "audit": split_sha,
+                        "target": trained.target_hash,
+                        "attack": component.description,
+                        "scoring": scoring.__dict__,
+                    }
+                ),
+                "versions": software_versions(),
+                "device": str(runtime.device()),
+                "provenance": "audit",
+                **result,
+            }
+        )
         store.add(card, arrays)
         cards.append(card)
-    write_outputs(store.out, cards, store.load_scores)
+    write_outputs(store.out, cards, store.load_scores, unshown=caption_conditioned_attacks())
     return cards

@@ -17,7 +17,8 @@ import yaml
 
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
 from benchmark.core.configs import build_config
-from benchmark.report.leaderboard import Leaderboard, validate_card
+from benchmark.report.card import Card
+from benchmark.report.leaderboard import Leaderboard
 from benchmark.run.cache import Cache
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite, registered_suites
@@ -46,7 +47,7 @@ def _required_fields(config_cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_cls) if f.default is missing and f.default_factory is missing}
 
 
-def smoke_run(say: Callable[[str], None], workdir: Path) -> list[dict]:
+def smoke_run(say: Callable[[str], None], workdir: Path) -> list[Card]:
     raw = yaml.safe_load(registered_suites()["smoke"].read_text())
     # caption-conditioned attacks need a text-to-image target: tests/test_text_to_image.py runs them
     raw["attacks"] = [entry.name for entry in ATTACKS.entries() if not entry.cls.requires_captions]
@@ -54,7 +55,7 @@ def smoke_run(say: Callable[[str], None], workdir: Path) -> list[dict]:
     suite = parse_suite(raw, "smoke", "smoke suite")
     cards = run_suite(suite, workdir / "run", Cache(workdir / "cache", log=say), console_table=False)
     for card in cards:
-        validate_card(card, f"smoke card {card['defense']}/{card['attack']}")
+        Card.parse(card.to_dict(), f"smoke card {card.defense}/{card.attack}")  # survives its JSON round-trip
     say(f"smoke: {len(suite.attacks)} attacks × {len(suite.defenses)} defenses ran; {len(cards)} valid cards")
     return cards
 

@@ -1,0 +1,128 @@
+"""The result card: one typed class owns its fields, version, grouping key and JSON round-trip.
+
+``card_schema.json`` beside this file is generated from the class (``python -m benchmark
+leaderboard --schema``, and a test keeps it current), never written by hand. The runner and
+``audit`` build cards through this class, and every table, plot and page reads its typed fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from benchmark.core.errors import BenchmarkError
+
+CARD_SCHEMA_VERSION = 1
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Interval = Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class CalibratedThreshold(BaseModel):
+    """The threshold fitted on the calibration split and the rates it reaches on the evaluated images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float
+    tpr: Fraction
+    fpr: Fraction
+
+
+class Card(BaseModel):
+    """One (dataset, target, defense, seed, attack) cell: what was measured, on what, under which
+    assumptions, by which software. Config dicts stay dicts: each plugin owns its config's shape."""
+
+    model_config = ConfigDict(extra="forbid", title="diffusion-mia-bench result card")
+
+    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    suite: Name
+    suite_version: int
+    dataset: Name
+    dataset_config: dict[str, Any] | None = None
+    split_sha256: Sha256
+    split_sizes: dict[str, Any] | None = None
+    split_indices: dict[str, list[int]] | None = None
+    target: Name
+    target_config: dict[str, Any] | None = None
+    target_hash: Sha256
+    training: dict[str, Any] | None = None
+    defense: Name
+    defense_config: dict[str, Any] | None = None
+    defense_costs: dict[str, Any] = Field(default_factory=dict)
+    attack: Name
+    attack_name: str | None = None
+    attack_config: dict[str, Any]
+    budget: dict[str, Any] | None = None
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    threat_model: Literal["white-box", "gray-box", "black-box"]
+    seed: Annotated[int, Field(ge=0)]
+    n_members: Annotated[int, Field(ge=1)]
+    n_nonmembers: Annotated[int, Field(ge=1)]
+    n_calibration: int | None = None
+    auc: Fraction
+    asr: Fraction
+    tpr_at_1pct_fpr: Fraction
+    tpr_at_0_1pct_fpr: Fraction
+    auc_ci: Interval
+    asr_ci: Interval
+    tpr_at_1pct_fpr_ci: Interval
+    tpr_at_0_1pct_fpr_ci: Interval
+    tpr_reliable: dict[str, bool]
+    calibrated_threshold: CalibratedThreshold | None = None
+    queries_per_sample: Annotated[float, Field(ge=0)]
+    backward_passes_per_sample: Annotated[float, Field(ge=0)] = 0.0
+    expected_passes_per_sample: list[int] | None = None
+    seconds_per_sample: Annotated[float, Field(ge=0)]
+    utility: dict[str, Any]
+    config_hash: Sha256
+    scores_sha256: Sha256 | None = None
+    versions: dict[str, str]
+    device: str
+    processes: int | None = None
+    provenance: Literal["reproduced", "claimed", "audit"]
+
+    _path: str | None = PrivateAttr(default=None)  # where a published card was read from
+
+    @property
+    def group(self) -> tuple[str, str, str, int]:
+        """The trained model a card belongs to: (dataset, target, defense, seed)."""
+        return (self.dataset, self.target, self.defense, self.seed)
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    def with_path(self, path: str) -> Card:
+        self._path = path
+        return self
+
+    def metric(self, name: str) -> Any:
+        """A field by name, for tables that loop over metric names."""
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON-able data, without fields an older card never had."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> Card:
+        """A card from JSON-able data, or one line naming the first invalid field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            path = "/".join(map(str, first["loc"])) or "card"
+            raise BenchmarkError(f"{where}: invalid card at '{path}': {first['msg']}") from None
+
+
+def card_schema() -> dict[str, Any]:
+    """The JSON schema readers outside Python validate cards with, generated from :class:`Card`."""
+    schema = Card.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

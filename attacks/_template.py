@@ -1,6 +1,11 @@
 """TEMPLATE — copy to attacks/<your_attack>.py, rename, and fill in. Files starting with "_" are not loaded.
 
 Say in this docstring what signal the attack reads and why members differ, and cite its paper.
+Import only from ``benchmark.api``. Before opening a PR, ``python -m benchmark validate`` runs
+``check_attack`` on it (null split near 0.5, counted = declared passes, determinism, threat model);
+from Python: ``from benchmark.api import check_attack; check_attack(MyAttack)``. Whatever
+``calibrate`` learns goes in attributes ending in ``_`` (see ``ChoosesSettings`` and
+``DifferenceHead`` in ``benchmark.api`` for the common cases).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ class MyAttack(Attack):
     Config = MyAttackConfig
 
     def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        """Optional: fit thresholds, timesteps or a classifier on labelled calibration images."""
+        """Optional: fit thresholds, timesteps or a classifier on labelled calibration images; store
+        what it learns as ``self.<name>_`` and return what it chose, for the card."""
         return {}
 
     def expected_passes(self) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``python -m benchmark``: run | list | audit.
+"""``python -m benchmark``: run | list | leaderboard | validate | perf | throughput | audit.
 
 Every user mistake ends as one line on stderr and exit code 2; ``--debug`` shows the traceback.
 """
@@ -53,11 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--publish", type=Path, default=None, help="copy a run folder's cards in first")
     board.add_argument("--provenance", choices=["reproduced", "claimed"], default="reproduced")
     board.add_argument("--check", action="store_true", help="fail if a card is invalid or the page is stale")
+    board.add_argument("--schema", action="store_true", help="rewrite the card JSON schema from the Card class")
 
     perf = commands.add_parser("perf", help="measure harness overhead against bare forwards and training loops")
     perf.add_argument("--out", type=Path, default=Path("perf.json"))
     perf.add_argument("--suite", action="append", default=[], help="also time this suite cold and warm (repeatable)")
     perf.add_argument("--tiny", action="store_true", help="tiny sizes: checks that perf works, measures nothing")
+
+    throughput = commands.add_parser(
+        "throughput", help="the GPU check: the paper's UNet trained and scored, in images/s"
+    )
+    throughput.add_argument(
+        "--steps", type=positive_integer, default=200, help="training steps timed (after a warm-up)"
+    )
+    throughput.add_argument("--images", type=positive_integer, default=10000, help="images each attack scores")
+    throughput.add_argument("--tiny", action="store_true", help="a tiny UNet and few images: checks that it runs")
 
     validate = commands.add_parser("validate", help="check a contribution: registries, smoke run, cards, leaderboard")
     validate.add_argument("--leaderboard", type=Path, default=Path("leaderboard"))
@@ -114,6 +124,11 @@ def _list(_: argparse.Namespace) -> None:
 def _leaderboard(args: argparse.Namespace) -> None:
     from benchmark.report.leaderboard import Leaderboard
 
+    if args.schema:
+        from benchmark.report.card import write_card_schema
+
+        print(f"wrote {write_card_schema()}")
+        return
     board = Leaderboard(args.dir)
     if args.check:
         print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} is up to date")
@@ -127,6 +142,14 @@ def _perf(args: argparse.Namespace) -> None:
     from benchmark.tools.perf import PerfSizes, run_perf
 
     run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite)
+
+
+def _throughput(args: argparse.Namespace) -> None:
+    from benchmark.core import runtime
+    from benchmark.tools.throughput import run_throughput
+
+    runtime.configure(args.device, args.threads, 0, args.mixed_precision)  # no checkpoints inside a timing
+    run_throughput(args.steps, args.images, args.tiny)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -169,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             "leaderboard": _leaderboard,
             "validate": _validate,
             "perf": _perf,
+            "throughput": _throughput,
         }
         commands[args.command](args)
     except BenchmarkError as error:

@@ -1,4 +1,5 @@
-"""A contributor adds a defense as one file in a fresh checkout, validates it and sees its row."""
+"""A contributor adds a defense and an attack, each one file from its template, in a fresh checkout:
+``validate`` runs the conformance checks on both, and the defense's row reaches the page."""
 
 import shutil
 import subprocess
@@ -44,8 +45,15 @@ def test_new_defense_is_one_file_validated_and_ranked(tmp_path, request):
     new_defense = template.replace("my_defense", "input_noise").replace("MyDefense", "InputNoise")
     (repo / "defenses" / "input_noise.py").write_text(new_defense.replace("TEMPLATE — copy", "Gaussian noise — from"))
 
+    attack = (
+        (repo / "attacks" / "_template.py").read_text().replace("my_attack", "loss_t100").replace("MyAttack", "Loss100")
+    )
+    (repo / "attacks" / "loss_t100.py").write_text(attack.replace("TEMPLATE — copy", "Loss at t=100 — from"))
+
     assert "input_noise" in _cli(repo, "list")
-    assert "validate: all checks passed" in _cli(repo, "validate", "--leaderboard", str(tmp_path / "board"))
+    validated = _cli(repo, "validate", "--leaderboard", str(tmp_path / "board"))
+    assert "validate: all checks passed" in validated
+    assert "conformance: loss_t100 passes" in validated and "conformance: input_noise passes" in validated
 
     suite = dict(TINY_SUITE, defenses=["none", {"name": "input_noise", "params": {"strength": 0.2}}])
     suite["attacks"] = ["loss", "pia"]

@@ -184,13 +184,13 @@ def test_hub_model_ids_fail_clearly_offline(monkeypatch):
 
 
 def test_the_throughput_check_runs_through_the_harness(capsys):
-    """`python -m benchmark.tools.throughput` (the GPU check) on a tiny UNet: training and every timed
+    """`python -m benchmark throughput` (the GPU check) on a tiny UNet: training and every timed
     attack report a rate, and the counted queries are the attacks' own."""
+    from benchmark.cli import main
     from benchmark.core import runtime
-    from benchmark.tools.throughput import main
 
     try:
-        main(["--tiny", "--device", "cpu"])
+        assert main(["--device", "cpu", "throughput", "--tiny"]) == 0
     finally:
         runtime.configure("cpu")  # the session's settings (checkpoints on), which main replaced
     out = capsys.readouterr().out

@@ -8,11 +8,13 @@ leaderboard --schema``, and a test keeps it current), never written by hand. The
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.storage import atomic_write_text
 
 CARD_SCHEMA_VERSION = 1
 
@@ -120,6 +122,14 @@ class Card(BaseModel):
             first = error.errors()[0]
             path = "/".join(map(str, first["loc"])) or "card"
             raise BenchmarkError(f"{where}: invalid card at '{path}': {first['msg']}") from None
+
+
+SCHEMA_PATH = Path(__file__).with_name("card_schema.json")
+
+
+def write_card_schema() -> Path:
+    atomic_write_text(SCHEMA_PATH, json.dumps(card_schema(), indent=1, sort_keys=True) + "\n")
+    return SCHEMA_PATH
 
 
 def card_schema() -> dict[str, Any]:

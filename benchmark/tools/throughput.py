@@ -1,4 +1,4 @@
-"""``python -m benchmark.tools.throughput``: training and scoring throughput of the paper's CIFAR-10 UNet.
+"""``python -m benchmark throughput``: training and scoring throughput of the paper's CIFAR-10 UNet.
 
 The GPU check of the paper-scale path: the `paper` suite's target (35.7M UNet, ch 128, 1-2-2-2, attention at
 16×16, EMA, warm-up) trained by the harness's own ``fit`` on random 32×32 RGB images of CIFAR-10's
@@ -9,7 +9,6 @@ forward at the same batch size (what the harness costs on that device).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import time
@@ -81,21 +80,8 @@ def measure(steps: int, images: int, members: int, changes: dict, batch: int) ->
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.throughput", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
-    parser.add_argument("--steps", type=int, default=200, help="training steps timed (after as many to warm up)")
-    parser.add_argument("--images", type=int, default=10000, help="images each attack scores")
-    parser.add_argument("--tiny", action="store_true", help="a tiny UNet and few images: checks that it runs")
-    args = parser.parse_args(argv)
-    runtime.configure(args.device, None, 0, args.mixed_precision)
-    sizes = (args.steps, args.images, 25000, {}, 1000)
-    if args.tiny:
-        sizes = (2, 16, 32, TINY_UNET, 8)
+def run_throughput(steps: int, images: int, tiny: bool = False) -> None:
+    """Print the figures (``python -m benchmark --device cuda throughput``); ``tiny`` only checks that it runs."""
+    sizes = (2, 16, 32, TINY_UNET, 8) if tiny else (steps, images, 25000, {}, 1000)
     for line in measure(*sizes):
         print(line, flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,11 @@
 """``validate``: what a contribution must pass before review (lm-eval's validate, MLPerf's checker).
 
 1. every registry entry loads and its config round-trips through the suite parser;
-2. the smoke suite runs every registered attack against every registered defense end to end;
-3. every card it writes is valid;
-4. the published leaderboard is consistent with its cards.
+2. every attack and defense the published suite does not name yet (a contribution) passes
+   ``check_attack`` / ``check_defense`` (null split, counted = declared passes, determinism, views);
+3. the smoke suite runs every registered attack against every registered defense end to end;
+4. every card it writes is valid;
+5. the published leaderboard is consistent with its cards.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from benchmark.report.leaderboard import Leaderboard
 from benchmark.run.cache import Cache
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite, registered_suites
+from benchmark.tools.conformance import check_attack, check_defense
 
 
 def check_registries(say: Callable[[str], None]) -> int:
@@ -60,8 +63,31 @@ def smoke_run(say: Callable[[str], None], workdir: Path) -> list[Card]:
     return cards
 
 
+def check_new_plugins(say: Callable[[str], None]) -> int:
+    """``check_attack``/``check_defense`` on every attack and defense the published ``full`` suite
+    does not name: a contribution. (The published ones are checked by ``tests/test_conformance.py``.)"""
+    published = parse_suite(yaml.safe_load(registered_suites()["full"].read_text()), "full", "full suite")
+    named = {c.name for c in published.attacks} | {c.name for c in published.defenses}
+    checked = 0
+    for registry, check in ((ATTACKS, check_attack), (DEFENSES, check_defense)):
+        for entry in registry.entries():
+            if entry.name in named or entry.name.startswith("_") or getattr(entry.cls, "requires_captions", False):
+                continue
+            if _required_fields(entry.cls.Config) - set(entry.preset):
+                continue
+            result = check(entry.cls, entry.preset)
+            say(
+                f"conformance: {entry.name} passes ({', '.join(f'{k} {v}' for k, v in result.items() if k != 'costs')})"
+            )
+            checked += 1
+    if not checked:
+        say("conformance: every attack and defense is on the published board (tests/test_conformance.py checks them)")
+    return checked
+
+
 def run_validation(leaderboard_dir: Path, say: Callable[[str], None] = print) -> None:
     check_registries(say)
+    check_new_plugins(say)
     with tempfile.TemporaryDirectory(prefix="mia-validate-") as workdir:
         smoke_run(say, Path(workdir))
     if (leaderboard_dir / "cards").is_dir():

@@ -1,0 +1,69 @@
+"""Every registered attack class and defense passes the checks a contribution must pass
+(``benchmark.api.check_attack`` / ``check_defense``), and the checks catch what they claim to."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from benchmark.api import ATTACKS, DEFENSES, Attack, ThreatModel, check_attack, check_defense
+
+
+def _one_entry_per_class(registry, skip=lambda cls: False):
+    seen, entries = set(), []
+    for entry in registry.entries():
+        if entry.cls not in seen and not skip(entry.cls):
+            seen.add(entry.cls)
+            entries.append(entry)
+    return entries
+
+
+ATTACK_ENTRIES = _one_entry_per_class(ATTACKS, skip=lambda cls: cls.requires_captions)  # CLiD: test_text_to_image
+DEFENSE_ENTRIES = _one_entry_per_class(DEFENSES)
+
+
+@pytest.mark.parametrize("entry", ATTACK_ENTRIES, ids=lambda e: e.name)
+def test_every_attack_class_passes_check_attack(entry, cache_dir):
+    result = check_attack(entry.cls, entry.preset, cache=cache_dir / "conformance")
+    assert abs(result["null_auc"] - 0.5) <= 0.15
+
+
+@pytest.mark.parametrize("entry", DEFENSE_ENTRIES, ids=lambda e: e.name)
+def test_every_defense_passes_check_defense(entry, cache_dir):
+    assert check_defense(entry.cls, entry.preset, cache=cache_dir)["steps"] > 0
+
+
+@dataclasses.dataclass
+class PeekingConfig:
+    t: int = 100
+
+
+class DeclaresOneQueryButMakesTwo(Attack):
+    threat_model = ThreatModel.GRAY_BOX
+    Config = PeekingConfig
+
+    def expected_passes(self) -> tuple[int, int]:
+        return (1, 0)
+
+    def score(self, access, images, ctx):
+        access.predict_noise(images, self.config.t)
+        return -access.predict_noise(images, self.config.t).flatten(1).abs().sum(1).double().numpy()
+
+
+class ScoresByPosition(DeclaresOneQueryButMakesTwo):
+    """Leaks the label through the order the harness passes images in (members first)."""
+
+    def expected_passes(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def score(self, access, images, ctx):
+        return -np.arange(len(images), dtype=np.float64)
+
+
+def test_the_checks_catch_a_wasteful_and_a_leaking_attack(cache_dir):
+    with pytest.raises(AssertionError, match=r"counted \(2.0, 0.0\) .* declared \(1, 0\)"):
+        check_attack(DeclaresOneQueryButMakesTwo, cache=cache_dir / "conformance")
+    with pytest.raises(AssertionError, match="on a null split"):
+        check_attack(ScoresByPosition, cache=cache_dir / "conformance")

@@ -19,7 +19,6 @@ while the gradient's variance drops.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,12 +37,13 @@ from benchmark.api import (
     DEFENSES,
     BenchmarkError,
     Defense,
+    LoopCheckpoint,
+    LoopProgress,
+    Recipe,
     TrainingJob,
-    load_checkpoint,
     noised_batch,
     progress,
     runtime,
-    save_checkpoint,
 )
 from defenses._per_example_clipping import ClippedGradients
 
@@ -76,20 +76,11 @@ class DPSGD(Defense):
         if runtime.accelerator().num_processes > 1:
             raise BenchmarkError("dpsgd trains in one process (its Poisson sampling is not sharded); run it without "
                                  "`accelerate launch` or with --num_processes 1")  # fmt: skip
-        n, recipe, k = len(job.members), job.recipe, self.config.noise_multiplicity
-        if recipe.warmup_steps or recipe.ema_decay:
+        if job.recipe.warmup_steps or job.recipe.ema_decay:
             raise BenchmarkError("dpsgd's loop has no learning-rate warm-up or EMA; set the target's warmup_steps and "
                                  "ema_decay to 0")  # fmt: skip
-        self.sample_rate_ = min(1.0, recipe.batch_size / n)
-        self.delta_ = self.config.delta or 1.0 / (10 * n)
-        with self._domain_sizing_quiet():
-            self.sigma_ = get_noise_multiplier(
-                target_epsilon=self.config.target_epsilon,
-                target_delta=self.delta_,
-                sample_rate=self.sample_rate_,
-                steps=recipe.train_steps,
-                accountant=self.config.accountant,
-            )
+        n, recipe, k = len(job.members), job.recipe, self.config.noise_multiplicity
+        self._choose_noise(n, recipe)
         device = runtime.device()
         unet.to(device)
         clipped = ClippedGradients(unet, self.config.max_grad_norm, k)
@@ -108,61 +99,60 @@ class DPSGD(Defense):
         )
         accountant = create_accountant(mechanism=self.config.accountant)
         optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate_))
-        step, losses, seconds_before = 0, [], 0.0
-        checkpoints = job.scratch / "dp-checkpoint"
-        resumed = load_checkpoint(checkpoints)
-        if resumed is not None:
-            tensors, optimizer_state, meta = resumed
-            unet.load_state_dict({name[5:]: v for name, v in tensors.items() if name.startswith("unet.")})
-            optimizer.load_state_dict(optimizer_state)
-            for name, generator in generators.items():
-                generator.set_state(tensors[f"generator.{name}"])
-            step, losses, seconds_before = meta["step"], meta["losses"], meta["seconds"]
-            accountant.history = [tuple(entry) for entry in meta["accountant_history"]]
+        checkpoints = LoopCheckpoint(job.scratch / "dp-checkpoint", generators)
+        done, _, meta = checkpoints.restore(unet, optimizer)
+        accountant.history = [tuple(entry) for entry in meta.get("accountant_history", [])]
         sampler = UniformWithReplacementSampler(
-            num_samples=n,
-            sample_rate=self.sample_rate_,
-            generator=generators["poisson"],
-            steps=recipe.train_steps - step,
-        )
+            num_samples=n, sample_rate=self.sample_rate_, generator=generators["poisson"],
+            steps=recipe.train_steps - done.step,
+        )  # fmt: skip
         unet.train()
-        started, every = time.perf_counter(), runtime.checkpoint_every()
         with progress.steps("training target (DP-SGD)", recipe.train_steps) as advance:
-            advance(step)
+            advance(done.step)
             for ids in sampler:
                 clean = self.transform(job.members[torch.as_tensor(ids, dtype=torch.long)], generators["data"])
-                optimizer.zero_grad(set_to_none=True)
-                if len(clean):
-                    noisy, t, noise = noised_batch(job.scheduler, clean.repeat_interleave(k, dim=0), generators["data"])
-                    predicted = clipped.module(noisy.to(device), t.to(device)).sample
-                    per_draw = F.mse_loss(predicted, noise.to(device), reduction="none").flatten(1).mean(dim=1)
-                    per_example = per_draw.view(-1, k).mean(dim=1)
-                    clipped.backward(per_example)
-                    losses.append(per_example.mean().item())
-                else:  # an empty Poisson batch still costs a (pure-noise) step, as the accountant assumes
-                    for p in parameters:
-                        p.grad = torch.zeros_like(p)
-                optimizer.step()
-                step += 1
+                self._step(job, clipped, optimizer, parameters, clean, generators["data"], done)
                 advance()
-                if every and step % every == 0 and step < recipe.train_steps:
-                    state = {f"unet.{key}": v for key, v in unet.state_dict().items()}
-                    state |= {f"generator.{name}": g.get_state() for name, g in generators.items()}
-                    meta = {"step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - started,
-                            "accountant_history": accountant.history}  # fmt: skip
-                    save_checkpoint(checkpoints, state, optimizer.state_dict(), meta)
+                if checkpoints.due(done, recipe.train_steps):
+                    checkpoints.save(unet, optimizer, done, values={"accountant_history": accountant.history})
         clipped.close()
-        self.steps_ = step
+        self.steps_ = done.step
         with self._domain_sizing_quiet():
             self.epsilon_ = accountant.get_epsilon(self.delta_)
-        tail = losses[-max(1, len(losses) // 10) :] or [float("nan")]
-        return {
-            "steps": step,
-            "resumed_from_step": resumed[2]["step"] if resumed else 0,
-            "train_seconds": round(seconds_before + time.perf_counter() - started, 3),
-            "final_train_loss": sum(tail) / len(tail),
-            "epochs": step * self.sample_rate_,
-        }
+        return done.report(epochs=done.step * self.sample_rate_)
+
+    def _choose_noise(self, n: int, recipe: Recipe) -> None:
+        """q = expected batch ÷ n, δ = 1/(10·n) unless set, and σ for the target ε over the recipe's steps."""
+        self.sample_rate_ = min(1.0, recipe.batch_size / n)
+        self.delta_ = self.config.delta or 1.0 / (10 * n)
+        with self._domain_sizing_quiet():
+            self.sigma_ = get_noise_multiplier(
+                target_epsilon=self.config.target_epsilon,
+                target_delta=self.delta_,
+                sample_rate=self.sample_rate_,
+                steps=recipe.train_steps,
+                accountant=self.config.accountant,
+            )
+
+    def _step(
+        self, job: TrainingJob, clipped: ClippedGradients, optimizer: DPOptimizerFastGradientClipping,
+        parameters: list[torch.nn.Parameter], clean: torch.Tensor, generator: torch.Generator, done: LoopProgress,
+    ) -> None:  # fmt: skip
+        """One private step: K draws per example, per-example loss, clipped sum, then opacus's noise."""
+        k, device = self.config.noise_multiplicity, runtime.device()
+        optimizer.zero_grad(set_to_none=True)
+        if len(clean):
+            noisy, t, noise = noised_batch(job.scheduler, clean.repeat_interleave(k, dim=0), generator)
+            predicted = clipped.module(noisy.to(device), t.to(device)).sample
+            per_draw = F.mse_loss(predicted, noise.to(device), reduction="none").flatten(1).mean(dim=1)
+            per_example = per_draw.view(-1, k).mean(dim=1)
+            clipped.backward(per_example)
+            done.losses.append(per_example.mean().item())
+        else:  # an empty Poisson batch still costs a (pure-noise) step, as the accountant assumes
+            for p in parameters:
+                p.grad = torch.zeros_like(p)
+        optimizer.step()
+        done.step += 1
 
     @contextmanager
     def _domain_sizing_quiet(self) -> Iterator[None]:

@@ -101,7 +101,8 @@ class TinyWorld:
 @pytest.fixture(scope="session")
 def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     """The trained tiny target (a cache hit after ``tiny_run``) and its evaluation images."""
-    from benchmark.run.runner import labelled, shadow_provider, target_key
+    from benchmark.run.runner import shadow_provider, target_key
+    from benchmark.run.scoring import Labelled
     from benchmark.run.splits import make_split
     from benchmark.run.targets import obtain
 
@@ -113,6 +114,6 @@ def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     defense = suite.defenses[0].instantiate()
     trained = obtain(suite.targets[0].instantiate(), images[split.training], defense, 0, cache, key)
     shadows = shadow_provider(images, split, suite.datasets[0], suite.targets[0], suite.defenses[0], 0, cache)
-    eval_images, labels = labelled(images[split.members], images[split.nonmembers])
-    cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
-    return TinyWorld(trained.model, eval_images, labels, cal_images, cal_labels, shadows)
+    evaluated = Labelled.of(images[split.members], images[split.nonmembers])
+    calibration = Labelled.of(images[split.calibration_members], images[split.calibration_nonmembers])
+    return TinyWorld(trained.model, evaluated.images, evaluated.labels, calibration.images, calibration.labels, shadows)

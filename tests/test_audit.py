@@ -11,6 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from benchmark.cli import main
+from benchmark.run.results import ResultStore
 from conftest import plain_tiny_unet
 
 
@@ -67,11 +68,11 @@ def test_audit_on_a_plain_diffusers_folder(plain_model, tmp_path, layout):
         ]
     )
     assert code == 0
-    cards = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [c["attack"] for c in cards] == ["loss", "pia"]
-    assert all(c["n_members"] == 18 and c["n_nonmembers"] == 18 and c["n_calibration"] == 12 for c in cards)
-    assert cards[1]["queries_per_sample"] == 2
-    assert max(c["auc"] for c in cards) > 0.6
+    cards = ResultStore(out).cards
+    assert [c.attack for c in cards] == ["loss", "pia"]
+    assert all(c.n_members == 18 and c.n_nonmembers == 18 and c.n_calibration == 12 for c in cards)
+    assert cards[1].queries_per_sample == 2
+    assert max(c.auc for c in cards) > 0.6
     assert (out / "LEADERBOARD.md").exists()
 
 

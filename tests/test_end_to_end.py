@@ -41,7 +41,7 @@ NUMERIC = ("auc", "asr", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "auc_ci", "asr_
 
 
 def metric_values(cards):
-    return {c["attack"]: {k: c[k] for k in NUMERIC} for c in cards}
+    return {c.attack: {k: getattr(c, k) for k in NUMERIC} for c in cards}
 
 
 def test_outputs_and_card_keys(tiny_run):
@@ -65,12 +65,12 @@ def test_outputs_and_card_keys(tiny_run):
 
 def test_overfit_target_leaks_and_queries_are_reported(tiny_run):
     _, cards = tiny_run
-    by_attack = {c["attack"]: c for c in cards}
-    assert max(c["auc"] for c in cards) > 0.85
-    assert {k: c["queries_per_sample"] for k, c in by_attack.items()} == {"nais": 5, "nais_cal": 5, "loss": 1, "pia": 2}
-    assert by_attack["loss"]["attack_config"]["t"] == 200
-    assert by_attack["nais_cal"]["calibration"]["chosen"]["t_inject"] in (10, 20, 40, 80, 150)
-    utility = by_attack["loss"]["utility"]
+    by_attack = {c.attack: c for c in cards}
+    assert max(c.auc for c in cards) > 0.85
+    assert {k: c.queries_per_sample for k, c in by_attack.items()} == {"nais": 5, "nais_cal": 5, "loss": 1, "pia": 2}
+    assert by_attack["loss"].attack_config["t"] == 200
+    assert by_attack["nais_cal"].calibration["chosen"]["t_inject"] in (10, 20, 40, 80, 150)
+    utility = by_attack["loss"].utility
     assert utility["generalization_gap"] > 0  # an overfit target denoises its members better
 
 

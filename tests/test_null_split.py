@@ -18,10 +18,10 @@ def null_cards(tmp_path_factory, cache_dir):
 def test_every_attack_is_at_chance_on_a_null_split(null_cards):
     assert len(null_cards) == 4
     for card in null_cards:
-        assert abs(card["auc"] - 0.5) <= 0.1, (card["attack"], card["auc"])
+        assert abs(card.auc - 0.5) <= 0.1, (card.attack, card.auc)
 
 
 def test_null_split_trains_on_decoys_of_the_same_size(null_cards):
-    indices = null_cards[0]["split_indices"]
+    indices = null_cards[0].split_indices
     assert not set(indices["members"]) & set(indices["training"])
     assert len(indices["training"]) == 96 + 16

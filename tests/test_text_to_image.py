@@ -114,7 +114,7 @@ def text_to_image_run(tmp_path_factory):
         "scoring": {"batch_size": 64, "bootstrap": 50},
     }
     cards = run_suite(parse_suite(raw, "t2i", "test"), root / "run", Cache(root / "cache"), console_table=False)
-    return {card["attack"]: card for card in cards}
+    return {card.attack: card for card in cards}
 
 
 def test_a_pipeline_is_attacked_as_given_without_finetuning(text_to_image_run):
@@ -134,24 +134,24 @@ def test_a_pipeline_is_attacked_as_given_without_finetuning(text_to_image_run):
     }
     cache = Cache(root / "cache-given")
     (card,) = run_suite(parse_suite(raw, "t2i-given", "test"), root / "run-given", cache, console_table=False)
-    assert card["training"]["finetune_steps"] == 0
-    assert card["target_hash"] != text_to_image_run["nais"]["target_hash"]
+    assert card.training["finetune_steps"] == 0
+    assert card.target_hash != text_to_image_run["nais"].target_hash
     assert not (root / "cache-given" / "targets").exists()
-    assert 0.2 < card["auc"] < 0.8  # the untrained pipeline never saw these images
+    assert 0.2 < card.auc < 0.8  # the untrained pipeline never saw these images
 
 
 def test_nais_and_clid_score_a_fine_tuned_text_to_image_model(text_to_image_run):
     cards = text_to_image_run
     assert set(cards) == {"nais", "loss", "pia", "secmi", "clid"}
     for card in cards.values():
-        assert card["queries_per_sample"] == card["expected_passes_per_sample"][0]
-    assert cards["clid"]["queries_per_sample"] == 15  # 3 timesteps × (own caption + 4 weakened)
-    assert cards["nais"]["queries_per_sample"] == 5
-    utility = cards["nais"]["utility"]
+        assert card.queries_per_sample == card.expected_passes_per_sample[0]
+    assert cards["clid"].queries_per_sample == 15  # 3 timesteps × (own caption + 4 weakened)
+    assert cards["nais"].queries_per_sample == 5
+    utility = cards["nais"].utility
     # fine-tuning on 32 captioned images memorises them: their latent loss is lower than held-out
     assert utility["training_denoising_mse"] < utility["heldout_denoising_mse"]
     assert utility["fid"] is None  # no labels here, and DDIM FID samples unconditionally
-    assert max(card["auc"] for card in cards.values()) > 0.75
+    assert max(card.auc for card in cards.values()) > 0.75
 
 
 def test_captions_condition_the_queries(text_to_image_run):

@@ -19,6 +19,7 @@ from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.configs import added_later
 from benchmark.core.errors import BenchmarkError, ThreatModelError
 from benchmark.core.hashing import sha256_file, sha256_json
+from benchmark.core.loop_state import LoopCheckpoint, LoopProgress
 
 __all__ = [
     "ATTACKS",
@@ -38,6 +39,8 @@ __all__ = [
     "GrayBoxView",
     "HeadConfig",
     "LearnedState",
+    "LoopCheckpoint",
+    "LoopProgress",
     "Monitor",
     "Recipe",
     "RegressionTarget",

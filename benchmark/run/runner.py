@@ -20,16 +20,11 @@ from benchmark.report.render import write_outputs
 from benchmark.run.cache import Cache
 from benchmark.run.fid import FeatureExtractor, feature_extractor
 from benchmark.run.results import ResultStore, software_versions
-from benchmark.run.scoring import run_attack
+from benchmark.run.scoring import Labelled, run_attack
 from benchmark.run.splits import Split, make_split
 from benchmark.run.suite import Component, Suite, caption_conditioned_attacks
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import UTILITY_VERSION, measure_utility
-
-
-def labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    labels = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)])
-    return torch.cat([members, nonmembers]), labels
 
 
 def target_key(dataset: Component, split_sha256: str, target: Component, defense: Component) -> dict:
@@ -215,25 +210,27 @@ def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: di
         cells.features(), (pick(captions, split.training), pick(captions, split.calibration_nonmembers)),
     )  # fmt: skip
     store.set_utility(trained.target_hash, utility)
-    eval_images, eval_labels = labelled(images[split.members], images[split.nonmembers])
-    cal_images, cal_labels = labelled(images[split.calibration_members], images[split.calibration_nonmembers])
-    eval_images, cal_images = trained.model.prepare(eval_images), trained.model.prepare(cal_images)
-    eval_captions = pick(captions, np.concatenate([split.members, split.nonmembers]))
-    cal_captions = pick(captions, np.concatenate([split.calibration_members, split.calibration_nonmembers]))
+    evaluated = _labelled(images, captions, split.members, split.nonmembers).prepared(trained.model)
+    calibration = _labelled(images, captions, split.calibration_members, split.calibration_nonmembers)
+    calibration = calibration.prepared(trained.model)
     shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)
     for attack in pending:
         progress.doing = f"scoring {attack.label} on {cells.where}"
-        result, arrays = run_attack(
-            attack, trained.model, eval_images, eval_labels, cal_images, cal_labels, cells.seed,
-            cells.suite.scoring, shadows, eval_captions, cal_captions,
-        )  # fmt: skip
-        card = _card(cells, trained, utility, eval_labels, len(cal_labels), cells.hashes[attack.label], result)
+        result, arrays = run_attack(attack, trained.model, evaluated, calibration, cells.seed, cells.suite.scoring,
+                                    shadows)  # fmt: skip
+        card = _card(cells, trained, utility, evaluated.labels, len(calibration), cells.hashes[attack.label], result)
         store.add(card, arrays)
         counter["done"] += 1
         console.print(
             f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card.auc:.3f}, "
             f"TPR@1%FPR {card.tpr_at_1pct_fpr:.3f}, {card.queries_per_sample:g} queries/sample"
         )
+
+
+def _labelled(
+    images: torch.Tensor, captions: list[str] | None, members: np.ndarray, nonmembers: np.ndarray
+) -> Labelled:
+    return Labelled.of(images[members], images[nonmembers], pick(captions, np.concatenate([members, nonmembers])))
 
 
 def _card(

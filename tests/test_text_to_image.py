@@ -119,7 +119,7 @@ def text_to_image_run(tmp_path_factory):
 
 def test_a_pipeline_is_attacked_as_given_without_finetuning(text_to_image_run):
     """``finetune_steps: 0``: the folder's own UNet is attacked, nothing is trained or cached."""
-    source = Path(text_to_image_run["nais"]["training"]["source"])
+    source = Path(text_to_image_run["nais"].training["source"])
     root = source.parent
     raw = {
         "name": "t2i-given",
@@ -159,7 +159,7 @@ def test_captions_condition_the_queries(text_to_image_run):
     match the bound captions is refused."""
     from targets.text_to_image import LatentPipeline
 
-    root = next(iter(text_to_image_run.values()))["training"]["source"]
+    root = next(iter(text_to_image_run.values())).training["source"]
     pipeline = LatentPipeline.load(Path(root))
 
     model = DiffusionModel(pipeline.unet().eval(), pipeline.scheduler, pipeline.encode_images, pipeline.encode_text,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +40,15 @@ class Registry(Generic[T]):
             return cls
 
         return decorator
+
+    @contextmanager
+    def temporarily(self, name: str, cls: type[T], preset: dict[str, Any] | None = None) -> Iterator[str]:
+        """``cls`` registered under ``name`` inside the block only (checking a class nobody registered)."""
+        self.register(name, f"{cls.__name__} (temporary)", **(preset or {}))(cls)
+        try:
+            yield name
+        finally:
+            self._entries.pop(name, None)
 
     def get(self, name: str) -> Entry[T]:
         _load_plugins()

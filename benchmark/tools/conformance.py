@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ CHECK_SUITE = {
         {
             "name": "ddpm_unet",
             "label": "conformance",
-            "params": {"block_out_channels": [16, 32], "train_steps": 60, "batch_size": 32, "learning_rate": 0.002},
+            "params": {"block_out_channels": [16, 32], "train_steps": 40, "batch_size": 32, "learning_rate": 0.002},
         }
     ],
     "defenses": ["none"],
@@ -57,15 +59,15 @@ FORBIDDEN = {
 }
 
 
-def _name(registry: Registry, cls: type, preset: dict[str, Any] | None) -> str:
-    """The registered name of ``cls`` with ``preset`` (registering it under a check-only name if none)."""
+@contextmanager
+def _registered(registry: Registry, cls: type, preset: dict[str, Any] | None) -> Iterator[str]:
+    """The registered name of ``cls`` with ``preset``, or a check-only name for the block's duration."""
     for entry in registry.entries():
         if entry.cls is cls and (preset is None or entry.preset == preset):
-            return entry.name
-    name = f"_check_{cls.__name__.lower()}"
-    if name not in registry:
-        registry.register(name, f"conformance check of {cls.__name__}", **(preset or {}))(cls)
-    return name
+            yield entry.name
+            return
+    with registry.temporarily(f"_check_{cls.__name__.lower()}", cls, preset) as name:
+        yield name
 
 
 def _round_trip(cls: type, preset: dict[str, Any], where: str) -> None:
@@ -89,7 +91,11 @@ def _same_scores(first: ResultStore, second: ResultStore, cards: list[Card], aga
 def check_attack(cls: type[Attack], preset: dict[str, Any] | None = None, cache: Path | None = None) -> dict[str, Any]:
     """Raises ``AssertionError`` naming the first failed check; returns what was measured. ``cache``
     (optional) keeps the null target between checks: every attack is checked against the same one."""
-    name = _name(ATTACKS, cls, preset)
+    with _registered(ATTACKS, cls, preset) as name:
+        return _check_attack(cls, name, cache)
+
+
+def _check_attack(cls: type[Attack], name: str, cache: Path | None) -> dict[str, Any]:
     where = f"attack '{name}'"
     _round_trip(cls, ATTACKS.get(name).preset, where)
     assert isinstance(cls.threat_model, ThreatModel), f"{where}: threat_model must be a ThreatModel"
@@ -133,7 +139,11 @@ def check_defense(
 ) -> dict[str, Any]:
     """Raises ``AssertionError`` naming the first failed check; returns what was measured. The second
     training always starts from an empty cache (``cache``, optional, serves the first)."""
-    name = _name(DEFENSES, cls, preset)
+    with _registered(DEFENSES, cls, preset) as name:
+        return _check_defense(cls, name, cache)
+
+
+def _check_defense(cls: type[Defense], name: str, cache: Path | None) -> dict[str, Any]:
     where = f"defense '{name}'"
     _round_trip(cls, DEFENSES.get(name).preset, where)
     fresh = cls(build_config(cls.Config, where, DEFENSES.get(name).preset))

@@ -45,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", required=True, help="a registered suite (quick, full) or a YAML path")
     run.add_argument("--out", type=Path, default=None, help="results folder (default: runs/<suite>)")
     run.add_argument("--cache", type=Path, default=None, help="target cache (default: ~/.cache/diffusion-mia-bench)")
+    run.add_argument(
+        "--executor", choices=["serial", "local", "slurm"], default=None,
+        help="where cell groups run: this process (serial, the default), local worker processes, or Slurm jobs",
+    )  # fmt: skip
+    run.add_argument(
+        "--jobs", type=positive_integer, default=None, help="local jobs at a time (implies --executor local)"
+    )
+    run.add_argument("--partition", default=None, help="Slurm partition")
+    run.add_argument("--gpus-per-job", type=non_negative_integer, default=None, help="Slurm GPUs per job")
+    run.add_argument("--timeout-min", type=positive_integer, default=None, help="minutes a job may run")
+    run.add_argument("--array-parallelism", type=positive_integer, default=None, help="Slurm jobs at a time")
 
     commands.add_parser("list", help="list attacks, defenses, targets, datasets and suites")
 
@@ -91,9 +102,28 @@ def _run(args: argparse.Namespace) -> None:
 
     suite = load_suite(args.suite)
     out = args.out or Path("runs") / suite.name
+    executor = _executor(args, suite.cluster)
     cache = Cache(args.cache or default_cache_dir(), log=console.print)
-    run_suite(suite, out, cache)
+    run_suite(suite, out, cache, executor=executor)
     console.print(f"results: {out / 'results.jsonl'}  leaderboard: {out / 'LEADERBOARD.md'}")
+
+
+def _executor(args: argparse.Namespace, options):  # -> SubmititRunner | None
+    """The CLI's executor choice over the suite's ``cluster:`` settings; None runs in this process."""
+    import dataclasses
+
+    from benchmark.run.executors import SubmititRunner
+
+    kind = args.executor or ("local" if (args.jobs or 1) > 1 else "serial")
+    if kind == "serial":
+        if args.jobs and args.jobs > 1:
+            raise BenchmarkError("--jobs runs local worker processes; drop --executor serial or --jobs")
+        return None
+    overrides = {"partition": args.partition, "gpus_per_job": args.gpus_per_job, "timeout_min": args.timeout_min,
+                 "array_parallelism": args.array_parallelism}  # fmt: skip
+    options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
+    jobs = args.jobs or (1 if kind == "local" else options.array_parallelism)
+    return SubmititRunner(kind, jobs, options, args.threads)
 
 
 def _list(_: argparse.Namespace) -> None:

@@ -35,6 +35,12 @@ def configure(
         torch.set_num_threads(wanted)
 
 
+def settings() -> dict:
+    """What ``configure`` was given, so a job in another process can be configured the same way."""
+    return {"device": _device_choice, "threads": torch.get_num_threads(), "checkpoint_every": _checkpoint_every,
+            "mixed_precision": _mixed_precision}  # fmt: skip
+
+
 @lru_cache(maxsize=1)
 def accelerator() -> Accelerator:
     """One per process. Under ``accelerate launch`` with several processes, training is data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from benchmark.core.progress import console
 from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
 from benchmark.run.cache import Cache
+from benchmark.run.executors import GroupJob, SubmititRunner, job_folder, merge_all_job_results
 from benchmark.run.fid import FeatureExtractor, feature_extractor
 from benchmark.run.results import ResultStore, software_versions
 from benchmark.run.scoring import Labelled, run_attack
@@ -148,6 +149,10 @@ class TargetCells:
     def where(self) -> str:
         return f"{self.dataset.label}/{self.target.label}/{self.defense.label}/seed {self.seed}"
 
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.dataset.label, self.target.label, self.defense.label, self.seed)
+
 
 def _lazy_features(
     dataset: Component, images: torch.Tensor, labels: np.ndarray | None, cache: Cache
@@ -162,11 +167,8 @@ def _lazy_features(
     return features
 
 
-def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True) -> list[Card]:
-    store = ResultStore(out)
-    per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
-    counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
-    planned: set[str] = set()
+def plan_groups(suite: Suite, cache: Cache) -> Iterator[TargetCells]:
+    """Every cell group of the suite (one trained target and its attacks), loading each dataset once."""
     for dataset in suite.datasets:
         source = dataset.instantiate()
         images, labels, captions = source.load(), source.labels(), source.captions()
@@ -177,17 +179,39 @@ def run_suite(suite: Suite, out: Path, cache: Cache, console_table: bool = True)
                 for defense in suite.defenses_for(seed):
                     attacks = suite.attacks_for(defense)
                     hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in attacks}
-                    planned.update(hashes.values())
-                    cells = TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
-                                        features)  # fmt: skip
-                    _run_cells(cells, store, cache, counter)
+                    yield TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
+                                      features)  # fmt: skip
+
+
+def run_suite(
+    suite: Suite, out: Path, cache: Cache, console_table: bool = True, executor: SubmititRunner | None = None
+) -> list[Card]:
+    """Run every unfinished cell: in this process, or (``executor``) as one job per cell group."""
+    store = ResultStore(out)
+    if executor is not None:
+        merge_all_job_results(store)
+    per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
+    counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
+    planned: set[str] = set()
+    jobs: list[GroupJob] = []
+    for group in plan_groups(suite, cache):
+        planned.update(group.hashes.values())
+        pending = [a.label for a in group.attacks if not store.has(group.hashes[a.label])]
+        if executor is None or not pending:  # a group with only a stale utility is quick: done here
+            run_group(group, store, cache, counter)
+        else:
+            jobs.append(GroupJob(suite, group.key, pending, job_folder(out, group.key), cache.root,
+                                 executor.job_settings()))  # fmt: skip
+    if jobs:
+        console.print(f"{len(jobs)} cell groups to run as {executor.kind} jobs (logs: {out / 'jobs' / 'logs'})")
+        executor.run(jobs, store, out / "jobs" / "logs")
     cards = [card for card in store.cards if card.config_hash in planned]
     if runtime.is_main_process():
         write_outputs(store.out, cards, store.load_scores, console_table, caption_conditioned_attacks())
     return cards
 
 
-def _run_cells(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
+def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
     """Obtain the target only if some attack on it is unfinished or its utility is stale, then
     measure what is missing."""
     pending = [a for a in cells.attacks if not store.has(cells.hashes[a.label])]

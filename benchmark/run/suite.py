@@ -16,6 +16,7 @@ import yaml
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.core.configs import build_config, config_dict
 from benchmark.core.errors import BenchmarkError
+from benchmark.run.executors import ClusterOptions
 from benchmark.run.splits import SplitSizes
 from benchmark.run.targets import incompatibility
 
@@ -67,6 +68,7 @@ class Suite:
     seeds: list[int]
     split: SplitSizes
     scoring: Scoring = field(default_factory=Scoring)
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)  # how jobs run; never part of a hash
 
     def defenses_for(self, seed: int) -> list[Component]:
         return [d for d in self.defenses if d.seeds is None or seed in d.seeds]
@@ -93,6 +95,7 @@ TOP_LEVEL = {
     "split",
     "scoring",
     "budget",
+    "cluster",
 }
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
 
@@ -165,6 +168,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         seeds=list(dict.fromkeys(seeds)),
         split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
+        cluster=build_config(ClusterOptions, f"{where}: cluster", _mapping(raw, "cluster", where)),
     )
     _check_subsets(suite, where)
     _check_compatible(suite, where)

@@ -69,7 +69,8 @@ def tiny_pipeline(folder) -> None:
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
     )  # fmt: skip
     StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=DDPMScheduler(),
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDPMScheduler(steps_offset=1, clip_sample=False),  # a complete config: no deprecation warnings
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     ).save_pretrained(folder, safe_serialization=True)  # fmt: skip
 

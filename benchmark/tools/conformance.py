@@ -157,8 +157,13 @@ def _check_defense(cls: type[Defense], name: str, cache: Path | None) -> dict[st
     with tempfile.TemporaryDirectory(prefix="mia-check-") as folder:
         workdir = Path(folder)
         suite = copy.deepcopy(CHECK_SUITE) | {"defenses": [name]}
-        cards, store = _run(suite, workdir / "one", cache or workdir / "cache-one")
-        again, store_again = _run(suite, workdir / "two", workdir / "cache-two")  # a second training from scratch
+        first_cache = cache or workdir / "cache-one"
+        cards, store = _run(suite, workdir / "one", first_cache)
+        # a second training from scratch: an empty target cache, the same (content-addressed) FID features
+        (workdir / "cache-two").mkdir()
+        if (Path(first_cache) / "features").is_dir():
+            (workdir / "cache-two" / "features").symlink_to(Path(first_cache).resolve() / "features")
+        again, store_again = _run(suite, workdir / "two", workdir / "cache-two")
         card = cards[0]
         assert isinstance(card.defense_costs, dict), f"{where}: costs() must return a dict"
         steps = (card.training or {}).get("steps")

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from benchmark.api import TARGETS, DiffusionModel, Recipe, Target, TrainingPlan, added_later, runtime
+from benchmark.api import TARGETS, DiffusionModel, Recipe, TrainableTarget, TrainingPlan, added_later, runtime
 
 TRAINER_VERSION = 1  # bump when the training loop changes the weights it produces (joins the cache key)
 
@@ -71,7 +71,7 @@ def build_scheduler(config: DDPMUNetConfig) -> DDPMScheduler:
 
 
 @TARGETS.register("ddpm_unet", "diffusers UNet2DModel + DDPMScheduler trained by the harness on the members")
-class DDPMUNet(Target):
+class DDPMUNet(TrainableTarget):
     Config = DDPMUNetConfig
     trainer_version = TRAINER_VERSION
 

@@ -103,9 +103,6 @@ def load_diffusers_folder(folder: Path, ema: str = "auto") -> DiffusionModel:
 class DiffusersFolder(Target):
     Config = DiffusersFolderConfig
 
-    def trains(self) -> bool:
-        return False
-
     @functools.cached_property
     def folder(self) -> Path:
         return resolve_source(self.config.path)

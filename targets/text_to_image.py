@@ -24,7 +24,7 @@ from benchmark.api import (
     BenchmarkError,
     DiffusionModel,
     Recipe,
-    Target,
+    TrainableTarget,
     TrainingPlan,
     resolve_source,
     runtime,
@@ -114,7 +114,7 @@ class LatentPipeline:
 
 
 @TARGETS.register("text_to_image", "latent text-to-image pipeline (VAE + CLIP text encoder + conditional UNet)")
-class TextToImage(Target):
+class TextToImage(TrainableTarget):
     Config = TextToImageConfig
     text_conditioned = True
     supports_procedures = False  # it trains on latents and caption embeddings, not on the members

@@ -9,7 +9,16 @@ from benchmark.api.calibration import ChoosesSettings, choose_by_auc
 from benchmark.api.conformance import check_attack, check_defense
 from benchmark.api.heads import DifferenceHead, HeadConfig
 from benchmark.api.model import DiffusionModel, ThreatModel, denoising_mse
-from benchmark.api.plugins import Attack, AttackContext, Dataset, Defense, LearnedState, Shadow, Target
+from benchmark.api.plugins import (
+    Attack,
+    AttackContext,
+    Dataset,
+    Defense,
+    LearnedState,
+    Shadow,
+    Target,
+    TrainableTarget,
+)
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
 from benchmark.api.sources import resolve_source
 from benchmark.api.training import Monitor, Recipe, RegressionTarget, TrainingJob, TrainingPlan, Transform, noised_batch
@@ -48,6 +57,7 @@ __all__ = [
     "Target",
     "ThreatModel",
     "ThreatModelError",
+    "TrainableTarget",
     "TrainingJob",
     "TrainingPlan",
     "Transform",

@@ -139,13 +139,8 @@ class Defense(LearnedState, abc.ABC):
 
 
 class Target(abc.ABC):
-    """A model family: how to build, save and load a model, and the recipe it trains with.
-
-    The harness owns everything around that: it hashes the training inputs, looks the model up in
-    its cache, builds a ``TrainingJob`` from ``training_plan``, trains it under the defense, records
-    the defense's costs, and calls ``save``/``load``. A target loaded as given (``trains()`` False)
-    is only ``load``-ed.
-    """
+    """A model family attacked as given: the harness only ``load``s it (no defense can change it).
+    A family the harness trains is a :class:`TrainableTarget`."""
 
     Config: ClassVar[type]
     # a text-conditioned target serves caption-conditioned attacks and needs a captioned dataset
@@ -153,15 +148,13 @@ class Target(abc.ABC):
     # False: the target trains from its own data (latents, caption embeddings), so a defense that
     # replaces the training procedure cannot run on it; batch transforms still can
     supports_procedures: ClassVar[bool] = True
-    # bump when the training code changes the weights a target produces (joins the cache key)
-    trainer_version: ClassVar[int] = 1
 
     def __init__(self, config: Any) -> None:
         self.config = config
 
     def trains(self) -> bool:
         """False when the model is attacked as given (no defense can then change it)."""
-        return True
+        return False
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the starting weights beyond the config (file hashes of a loaded model)."""
@@ -171,21 +164,35 @@ class Target(abc.ABC):
         """What the card's ``training`` field says about where the model came from."""
         return {}
 
-    def training_plan(
-        self, members: torch.Tensor, captions: Sequence[str] | None, seed: int
-    ) -> TrainingPlan:  # fmt: skip
-        """The recipe and data to train on ``members`` (with their ``captions``, when the target is
-        text-conditioned); ``new_unet`` must be seeded by ``seed``."""
-        raise NotImplementedError(f"{type(self).__name__} does not train; it is loaded as given")
-
-    def save(self, unet: torch.nn.Module, plan: TrainingPlan, folder: Path) -> None:
-        """Write the trained ``unet`` (and whatever ``load`` needs) to ``folder`` as safetensors."""
-        raise NotImplementedError(f"{type(self).__name__} does not train; it is loaded as given")
-
     @abc.abstractmethod
     def load(self, folder: Path | None, sample_shape: tuple[int, ...]) -> DiffusionModel:
         """The model saved in ``folder``, or the given model when ``folder`` is None (``trains()``
         False); ``sample_shape`` is the shape of one dataset image."""
+
+
+class TrainableTarget(Target):
+    """A model family the harness trains: how to build, save and load a model, and its recipe.
+
+    The harness owns everything around that: it hashes the training inputs, looks the model up in
+    its cache, builds a ``TrainingJob`` from ``training_plan``, trains it under the defense, records
+    the defense's costs, and calls ``save``/``load``. ``trains()`` may still say False for a
+    configuration that is attacked as given (a text-to-image pipeline with no fine-tuning steps).
+    """
+
+    # bump when the training code changes the weights a target produces (joins the cache key)
+    trainer_version: ClassVar[int] = 1
+
+    def trains(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def training_plan(self, members: torch.Tensor, captions: Sequence[str] | None, seed: int) -> TrainingPlan:
+        """The recipe and data to train on ``members`` (with their ``captions``, when the target is
+        text-conditioned); ``new_unet`` must be seeded by ``seed``."""
+
+    @abc.abstractmethod
+    def save(self, unet: torch.nn.Module, plan: TrainingPlan, folder: Path) -> None:
+        """Write the trained ``unet`` (and whatever ``load`` needs) to ``folder`` as safetensors."""
 
 
 class Dataset(abc.ABC):

@@ -91,7 +91,8 @@ def merge_job_results(store: ResultStore, folder: Path) -> int:
     for card in job_store.cards:
         if not store.has(card.config_hash):
             store.add(card, job_store.load_scores(card))
-        store.set_utility(card.target_hash, card.utility)
+    for target_hash, utility in {c.target_hash: c.utility for c in job_store.cards}.items():
+        store.set_utility(target_hash, utility)  # cards finished earlier for that target get it too
     return len(job_store.cards)
 
 

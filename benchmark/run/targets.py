@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from benchmark.api.model import DiffusionModel
-from benchmark.api.plugins import Defense, Target
+from benchmark.api.plugins import Defense, Target, TrainableTarget
 from benchmark.api.training import TrainingJob
 from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError
@@ -59,7 +59,7 @@ def obtain(
     if problem:
         raise BenchmarkError(problem)
     sample_shape = tuple(members.shape[1:])
-    if not target.trains():
+    if not isinstance(target, TrainableTarget) or not target.trains():
         return TrainedTarget(target.load(None, sample_shape), sha256_json(target.fingerprint()), target.source())
     weights = target.fingerprint()
     identity = {"key": key, "seed": seed, "trainer": target.trainer_version} | ({"weights": weights} if weights else {})

@@ -78,6 +78,9 @@ class CLiD(Attack):
     def expected_passes(self) -> tuple[int, int]:
         return (len(self.config.timesteps) * (1 + self.config.weakened), 0)
 
+    def needs_calibration(self) -> bool:
+        return True
+
     def _weakened(self, captions: list[str], idf: dict[str, float]) -> list[list[str]]:
         """The null caption, then the captions with their 1, 2, ... most informative words clipped."""
         return [[""] * len(captions)] + [

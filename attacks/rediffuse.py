@@ -40,17 +40,15 @@ class ReDiffuse(DifferenceHead, Attack):
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.n * self.config.steps, 0)
 
-    def difference(self, access: BlackBoxView, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        variations = [
-            access.vary(images, self.config.t, self.config.steps, generator).cpu() for _ in range(self.config.n)
-        ]
+    def difference(self, access: BlackBoxView, images: torch.Tensor) -> torch.Tensor:
+        variations = [access.vary(images, self.config.t, self.config.steps).cpu() for _ in range(self.config.n)]
         return images - torch.stack(variations).mean(0)
 
     def calibrate(self, access: BlackBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         if not self.uses_classifier():
             return {}
-        return self.fit_head(self.difference(access, images, ctx.generator), labels, ctx.generator)
+        return self.fit_head(self.difference(access, images), labels, ctx.generator)
 
     def score(self, access: BlackBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
-        difference = self.difference(access, images, ctx.generator)
+        difference = self.difference(access, images)
         return self.head_score(difference)

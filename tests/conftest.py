@@ -32,6 +32,7 @@ TINY_SUITE = {
     "attacks": ["nais", "nais_cal", "loss", "pia"],
     "seeds": [0],
     "scoring": {"bootstrap": 200},
+    "knowledge": ["shadow", "target-members"],
 }
 
 
@@ -95,13 +96,12 @@ class TinyWorld:
     labels: np.ndarray
     cal_images: torch.Tensor
     cal_labels: np.ndarray
-    shadow_models: object
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     """The trained tiny target (a cache hit after ``tiny_run``) and its evaluation images."""
-    from benchmark.run.runner import shadow_provider, target_key
+    from benchmark.run.runner import target_key
     from benchmark.run.scoring import Labelled
     from benchmark.run.splits import make_split
     from benchmark.run.targets import obtain
@@ -113,7 +113,6 @@ def tiny_world(tiny_run, cache_dir) -> TinyWorld:
     cache = Cache(cache_dir, log=lambda _: None)
     defense = suite.defenses[0].instantiate()
     trained = obtain(suite.targets[0].instantiate(), images[split.training], defense, 0, cache, key)
-    shadows = shadow_provider(images, split, suite.datasets[0], suite.targets[0], suite.defenses[0], 0, cache)
     evaluated = Labelled.of(images[split.members], images[split.nonmembers])
     calibration = Labelled.of(images[split.calibration_members], images[split.calibration_nonmembers])
-    return TinyWorld(trained.model, evaluated.images, evaluated.labels, calibration.images, calibration.labels, shadows)
+    return TinyWorld(trained.model, evaluated.images, evaluated.labels, calibration.images, calibration.labels)

@@ -6,10 +6,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from attacks.nais import STATISTICS, aggregation_score
-from benchmark.api.plugins import AttackContext, Shadow
+from benchmark.api.plugins import AttackContext
 from benchmark.api.registry import ATTACKS
 from benchmark.core.configs import build_config
-from benchmark.run.access import GrayBoxAccess, make_access
+from benchmark.run.access import GrayBoxAccess, counter_of, make_access
 
 # (forward, backward) passes per sample, as each paper specifies them
 EXPECTED_PASSES = {
@@ -37,20 +37,16 @@ def make_attack(name: str, **params):
     return entry.cls(build_config(entry.cls.Config, name, entry.preset, params))
 
 
-def context(seed: int = 0, shadows=None) -> AttackContext:
-    return AttackContext(torch.Generator().manual_seed(seed), shadows)
+def context(seed: int = 0) -> AttackContext:
+    return AttackContext(torch.Generator().manual_seed(seed))
 
 
 def calibrated(world, name: str, **params):
-    """The attack calibrated as the harness would, and a fresh access view of its threat model."""
+    """The attack calibrated on labelled target members, and a fresh access view of its threat model."""
     attack = make_attack(name, **params)
     access = make_access(world.model, attack.threat_model)
-
-    def shadows(n):
-        return [Shadow(make_access(m, attack.threat_model), a, b) for m, a, b in world.shadow_models(n)]
-
-    attack.calibrate(access, world.cal_images, world.cal_labels, context(1, shadows))
-    access.counter.reset()
+    attack.calibrate(access, world.cal_images, world.cal_labels, context(1))
+    counter_of(access).reset()
     return attack, access
 
 
@@ -70,7 +66,7 @@ def test_budget_knobs_change_the_counted_cost(tiny_world, name, params, passes):
     attack, access = calibrated(tiny_world, name, **params)
     attack.score(access, tiny_world.images[:8], context())
     assert attack.expected_passes() == passes
-    assert (access.counter.forward_passes, access.counter.backward_passes) == (passes[0] * 8, passes[1] * 8)
+    assert (counter_of(access).forward_passes, counter_of(access).backward_passes) == (passes[0] * 8, passes[1] * 8)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PASSES))
@@ -79,7 +75,7 @@ def test_overfit_target_scores_members_higher_at_the_specified_cost(tiny_world, 
     scores = attack.score(access, tiny_world.images, context())
     assert roc_auc_score(tiny_world.labels, scores) > 0.65
     n = len(tiny_world.images)
-    assert (access.counter.forward_passes, access.counter.backward_passes) == tuple(
+    assert (counter_of(access).forward_passes, counter_of(access).backward_passes) == tuple(
         count * n for count in EXPECTED_PASSES[name]
     )
 
@@ -89,7 +85,7 @@ def test_gsa2_backpropagates_every_timestep(tiny_world):
     scores = attack.score(access, tiny_world.images, context())
     assert roc_auc_score(tiny_world.labels, scores) > 0.65
     n = len(tiny_world.images)
-    assert (access.counter.forward_passes, access.counter.backward_passes) == (10 * n, 10 * n)
+    assert (counter_of(access).forward_passes, counter_of(access).backward_passes) == (10 * n, 10 * n)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PASSES))

@@ -19,11 +19,11 @@ CARD_KEYS = {
     "n_members",
     "n_nonmembers",
     "auc",
-    "asr",
+    "asr_best_threshold",
     "tpr_at_1pct_fpr",
     "tpr_at_0_1pct_fpr",
     "auc_ci",
-    "asr_ci",
+    "asr_best_threshold_ci",
     "tpr_at_1pct_fpr_ci",
     "tpr_at_0_1pct_fpr_ci",
     "queries_per_sample",
@@ -33,31 +33,35 @@ CARD_KEYS = {
     "split_indices",
     "versions",
     "utility",
-    "calibrated_threshold",
+    "at_fitted_threshold",
+    "knowledge",
+    "calibration_images",
+    "orientation",
     "target_hash",
     "attack_config",
 }
-NUMERIC = ("auc", "asr", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "auc_ci", "asr_ci", "queries_per_sample")
+NUMERIC = ("auc", "asr_best_threshold", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "auc_ci", "asr_best_threshold_ci",
+           "queries_per_sample")  # fmt: skip
 
 
 def metric_values(cards):
-    return {c.attack: {k: getattr(c, k) for k in NUMERIC} for c in cards}
+    return {(c.attack, c.knowledge): {k: getattr(c, k) for k in NUMERIC} for c in cards}
 
 
 def test_outputs_and_card_keys(tiny_run):
     out, cards = tiny_run
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 8  # 4 attacks × 2 knowledge levels
     for card in map(json.loads, lines):
         assert set(card) >= CARD_KEYS
-        for key in ("auc", "asr", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"):
+        for key in ("auc", "asr_best_threshold", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"):
             assert 0 <= card[key] <= 1
             assert card[f"{key}_ci"][0] <= card[key] <= card[f"{key}_ci"][1]
         assert (card["n_members"], card["n_nonmembers"]) == (32, 128)
         assert not set(card["split_indices"]["members"]) & set(card["split_indices"]["nonmembers"])
         assert set(card["split_indices"]["members"]) <= set(card["split_indices"]["training"])
         assert not set(card["split_indices"]["nonmembers"]) & set(card["split_indices"]["training"])
-    assert len(list((out / "scores").glob("*.npz"))) == 4
+    assert len(list((out / "scores").glob("*.npz"))) == 8
     board = (out / "LEADERBOARD.md").read_text()
     assert all(name in board for name in ("nais_cal", "loss", "pia", "TPR@1%FPR"))
     assert (out / "roc_digits_tiny-0.1M_none_seed0.png").stat().st_size > 5000
@@ -65,7 +69,7 @@ def test_outputs_and_card_keys(tiny_run):
 
 def test_overfit_target_leaks_and_queries_are_reported(tiny_run):
     _, cards = tiny_run
-    by_attack = {c.attack: c for c in cards}
+    by_attack = {c.attack: c for c in cards if c.knowledge == "shadow"}
     assert max(c.auc for c in cards) > 0.85
     assert {k: c.queries_per_sample for k, c in by_attack.items()} == {"nais": 5, "nais_cal": 5, "loss": 1, "pia": 2}
     assert by_attack["loss"].attack_config["t"] == 200

@@ -4,8 +4,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchmark.report.metrics import (
     bootstrap_intervals,
-    calibrated_threshold,
     evaluate,
+    fitted_threshold,
     point_metrics,
     rates_at,
     weighted_curve_metrics,
@@ -15,7 +15,7 @@ from benchmark.report.metrics import (
 def test_perfect_separation():
     labels = np.array([1, 1, 1, 0, 0, 0])
     result = point_metrics(labels, np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0]))
-    assert result == {"auc": 1.0, "asr": 1.0, "tpr_at_1pct_fpr": 1.0, "tpr_at_0_1pct_fpr": 1.0}
+    assert result == {"auc": 1.0, "asr_best_threshold": 1.0, "tpr_at_1pct_fpr": 1.0, "tpr_at_0_1pct_fpr": 1.0}
 
 
 def test_tpr_at_fpr_is_max_tpr_with_fpr_not_above_alpha():
@@ -31,7 +31,7 @@ def test_asr_is_best_balanced_accuracy():
     labels = np.array([1, 1, 0, 0])
     scores = np.array([0.9, 0.2, 0.5, 0.1])
     # threshold 0.9: TPR .5 FPR 0 -> .75; threshold 0.5: TPR .5 FPR .5; threshold .2: TPR 1 FPR .5 -> .75
-    assert point_metrics(labels, scores)["asr"] == pytest.approx(0.75)
+    assert point_metrics(labels, scores)["asr_best_threshold"] == pytest.approx(0.75)
 
 
 def test_vectorised_curves_match_scikit_learn_on_ties():
@@ -62,12 +62,13 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_seeded():
     assert bootstrap_intervals(labels, scores, seed=3) == intervals
 
 
-def test_calibrated_threshold_applies_to_evaluation_split():
+def test_fitted_threshold_applies_to_evaluation_split():
     cal_labels = np.array([1, 1, 1, 0, 0, 0])
     cal_scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
-    threshold = calibrated_threshold(cal_labels, cal_scores)
+    threshold = fitted_threshold(cal_labels, cal_scores)
     assert 2.0 < threshold <= 3.0
-    assert rates_at(np.array([1, 0]), np.array([3.5, 2.5]), threshold) == {"tpr": 1.0, "fpr": 0.0}
+    rates = rates_at(np.array([1, 0]), np.array([3.5, 2.5]), threshold)
+    assert rates == {"balanced_accuracy": 1.0, "tpr": 1.0, "fpr": 0.0}
 
 
 def test_low_fpr_flags_too_few_negatives():

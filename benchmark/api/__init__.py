@@ -15,7 +15,6 @@ from benchmark.api.plugins import (
     Dataset,
     Defense,
     LearnedState,
-    Shadow,
     Target,
     TrainableTarget,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "Monitor",
     "Recipe",
     "RegressionTarget",
-    "Shadow",
     "Target",
     "ThreatModel",
     "ThreatModelError",

@@ -1,7 +1,10 @@
-"""Choosing an attack's setting on the calibration split, never on the evaluated images.
+"""Choosing an attack's setting on the attacker's calibration data, never on the evaluated images.
 
 SimA and PIA report the best timestep in hindsight on the test data; here each candidate is scored
-on the calibration split and the winner is then applied, unchanged, to the evaluated images.
+on the calibration data (a shadow model's, or labelled target members: the suite's ``knowledge``)
+and the winner is then applied, unchanged, to the evaluated images. A candidate is judged by how far
+its AUC is from chance in either direction: whether members score higher or lower is learned by the
+harness afterwards (the card's ``orientation``), not assumed here.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from sklearn.metrics import roc_auc_score
 def choose_by_auc(
     candidates: Iterable[Any], scores_for: Callable[[Any], np.ndarray], labels: np.ndarray
 ) -> tuple[Any, list[dict]]:
-    """The candidate whose calibration scores give the highest AUC (first one on ties), and the table."""
+    """The candidate whose calibration scores separate best, max(AUC, 1 − AUC) (first one on ties),
+    and the table."""
     table = []
-    best, best_auc = None, -np.inf
+    best, best_separation = None, -np.inf
     for candidate in candidates:
         auc = float(roc_auc_score(labels, scores_for(candidate)))
         table.append({"candidate": candidate, "calibration_auc": auc})
-        if auc > best_auc:
-            best, best_auc = candidate, auc
+        if max(auc, 1 - auc) > best_separation:
+            best, best_separation = candidate, max(auc, 1 - auc)
     return best, table
 
 
@@ -41,6 +45,9 @@ class ChoosesSettings:
     def searches(self) -> bool:
         """True when this config asks for a choice on calibration data."""
         return False
+
+    def needs_calibration(self) -> bool:
+        return self.searches()
 
     @property
     def settings(self) -> Any:

@@ -86,6 +86,9 @@ class DifferenceHead:
     def uses_classifier(self) -> bool:
         return self.config.head == "classifier"
 
+    def needs_calibration(self) -> bool:
+        return self.uses_classifier()
+
     def fit_head(self, difference: torch.Tensor, labels: np.ndarray, generator: torch.Generator) -> dict:
         """Train ``head_`` on |difference| of labelled images; returns what it was trained on, for the card."""
         self.head_ = DifferenceClassifier(self.config.classifier).fit(difference.abs(), labels, generator)

@@ -10,7 +10,7 @@ Compatibility is declared on the class (``requires_captions``, ``text_conditione
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,32 +43,20 @@ class LearnedState:
 
 
 @dataclass
-class Shadow:
-    """A model trained by the harness with the target's recipe on data disjoint from the target's split."""
-
-    access: AccessView
-    members: torch.Tensor
-    nonmembers: torch.Tensor
-
-
-@dataclass
 class AttackContext:
-    """What an attack may use besides its access view.
-
-    ``generator`` seeds every random draw. ``shadows(n)`` trains (or loads from the cache) n shadow
-    targets with access of the attack's own threat model; it is None where no shadow data exists
-    (``audit`` on a stranger's model).
-    """
+    """What an attack may use besides its access view: ``generator`` seeds every random draw."""
 
     generator: torch.Generator
-    shadows: Callable[[int], list[Shadow]] | None = None
 
 
 class Attack(LearnedState, abc.ABC):
     """Scores images; higher score = more member-like.
 
     Subclasses set ``threat_model`` and a ``Config`` dataclass whose defaults are the paper's.
-    ``calibrate`` sees only the calibration split; ``score`` must not learn from what it scores.
+    ``calibrate`` sees only the attacker's calibration data (what the suite's ``knowledge`` grants:
+    a shadow model's members and non-members through a view of the shadow, or labelled target
+    members); ``score`` must not learn from what it scores. Whether members score higher or lower
+    is learned by the harness on calibration data, so a statistic's sign need not be guessed.
     """
 
     threat_model: ClassVar[ThreatModel]
@@ -79,6 +67,12 @@ class Attack(LearnedState, abc.ABC):
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    def needs_calibration(self) -> bool:
+        """True when ``calibrate`` learns from labelled images (a setting, a head, a classifier): the
+        attack then cannot run without calibration data (knowledge ``none``), and the harness fits
+        its threshold and orientation on calibration images ``calibrate`` did not see."""
+        return False
 
     def calibrate(self, access: AccessView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         """Choose settings on labelled calibration images; returns what was chosen, for the card."""

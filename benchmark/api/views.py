@@ -53,8 +53,8 @@ class BlackBoxView(Protocol):
     sample_shape: tuple[int, int, int]
     device: torch.device
 
-    def vary(self, images: torch.Tensor, t: int, steps: int, generator: torch.Generator) -> torch.Tensor:
-        """One variation per image; costs ``steps`` counted passes per image."""
+    def vary(self, images: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+        """One variation per image, with noise the service draws; costs ``steps`` counted passes per image."""
 
 
 AccessView = Union[GrayBoxView, WhiteBoxView, BlackBoxView]  # noqa: UP007 (a runtime alias, kept readable)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_write_text
 
-CARD_SCHEMA_VERSION = 1
+CARD_SCHEMA_VERSION = 2
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Interval = Annotated[list[Fraction], Field(min_length=2, max_length=2)]
@@ -24,12 +24,14 @@ Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
 Name = Annotated[str, Field(min_length=1)]
 
 
-class CalibratedThreshold(BaseModel):
-    """The threshold fitted on the calibration split and the rates it reaches on the evaluated images."""
+class FittedThreshold(BaseModel):
+    """The threshold fitted on the attacker's calibration data (never on images that trained a head)
+    and what it reaches, unchanged, on the evaluated images: a deployable attack's numbers."""
 
     model_config = ConfigDict(extra="forbid")
 
     threshold: float
+    balanced_accuracy: Fraction
     tpr: Fraction
     fpr: Fraction
 
@@ -40,7 +42,7 @@ class Card(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="diffusion-mia-bench result card")
 
-    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    schema_version: Literal[2] = CARD_SCHEMA_VERSION
     suite: Name
     suite_version: int
     dataset: Name
@@ -59,6 +61,13 @@ class Card(BaseModel):
     attack_name: str | None = None
     attack_config: dict[str, Any]
     budget: dict[str, Any] | None = None
+    # what the attacker knew: every choice below (calibration, orientation, threshold) was fitted on
+    # a shadow target's images ("shadow"), on labelled target members ("target-members"), or on
+    # nothing ("none"); calibration_images are those images' dataset indices (file names in an audit)
+    knowledge: Literal["shadow", "target-members", "none"]
+    shadows: Annotated[int, Field(ge=0)] = 0
+    calibration_images: dict[str, list[int] | list[str]] | None = None
+    orientation: Literal[1, -1] = 1
     calibration: dict[str, Any] = Field(default_factory=dict)
     threat_model: Literal["white-box", "gray-box", "black-box"]
     seed: Annotated[int, Field(ge=0)]
@@ -66,15 +75,15 @@ class Card(BaseModel):
     n_nonmembers: Annotated[int, Field(ge=1)]
     n_calibration: int | None = None
     auc: Fraction
-    asr: Fraction
+    asr_best_threshold: Fraction  # the papers' ASR: best balanced accuracy, threshold chosen on these images
     tpr_at_1pct_fpr: Fraction
     tpr_at_0_1pct_fpr: Fraction
     auc_ci: Interval
-    asr_ci: Interval
+    asr_best_threshold_ci: Interval
     tpr_at_1pct_fpr_ci: Interval
     tpr_at_0_1pct_fpr_ci: Interval
     tpr_reliable: dict[str, bool]
-    calibrated_threshold: CalibratedThreshold | None = None
+    at_fitted_threshold: FittedThreshold | None = None
     queries_per_sample: Annotated[float, Field(ge=0)]
     backward_passes_per_sample: Annotated[float, Field(ge=0)] = 0.0
     expected_passes_per_sample: list[int] | None = None

@@ -1,6 +1,9 @@
 """One metric contract: exact ROC from scikit-learn, bootstrap intervals, a calibrated threshold.
 
-TPR@α is the largest TPR among operating points with FPR ≤ α; ASR is the best balanced accuracy.
+TPR@α is the largest TPR among operating points with FPR ≤ α. ``asr_best_threshold`` is the papers'
+ASR: the best balanced accuracy over every threshold, chosen on the evaluated images themselves (an
+oracle no attacker has). What a deployed attacker reaches is ``at_fitted_threshold``: the threshold
+fitted on its own calibration data, applied unchanged to the evaluated images.
 """
 
 from __future__ import annotations
@@ -9,13 +12,13 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 LOW_FPRS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0_1pct_fpr": 0.001}
-HEADLINE = ("auc", "asr", *LOW_FPRS)
+HEADLINE = ("auc", "asr_best_threshold", *LOW_FPRS)
 
 
 def point_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     # every operating point: the default drop_intermediate=True can drop the one that sets TPR@α
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    result = {"auc": float(roc_auc_score(labels, scores)), "asr": float(np.max((tpr + 1 - fpr) / 2))}
+    result = {"auc": float(roc_auc_score(labels, scores)), "asr_best_threshold": float(np.max((tpr + 1 - fpr) / 2))}
     for name, alpha in LOW_FPRS.items():
         result[name] = float(tpr[fpr <= alpha].max())
     return result
@@ -36,7 +39,7 @@ def weighted_curve_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.n
     zeros = np.zeros((len(w), 1))
     tpr = np.hstack([zeros, tp / tp[:, -1:]])
     fpr = np.hstack([zeros, fp / fp[:, -1:]])
-    result = {"auc": np.trapezoid(tpr, fpr, axis=1), "asr": np.max((tpr + 1 - fpr) / 2, axis=1)}
+    result = {"auc": np.trapezoid(tpr, fpr, axis=1), "asr_best_threshold": np.max((tpr + 1 - fpr) / 2, axis=1)}
     for name, alpha in LOW_FPRS.items():
         result[name] = np.max(np.where(fpr <= alpha, tpr, 0.0), axis=1)
     return result
@@ -63,8 +66,8 @@ def bootstrap_intervals(
     }
 
 
-def calibrated_threshold(cal_labels: np.ndarray, cal_scores: np.ndarray) -> float:
-    """The threshold with the best balanced accuracy on the calibration split."""
+def fitted_threshold(cal_labels: np.ndarray, cal_scores: np.ndarray) -> float:
+    """The threshold with the best balanced accuracy on the attacker's calibration data."""
     fpr, tpr, thresholds = roc_curve(cal_labels, cal_scores)
     best = int(np.argmax(tpr - fpr))
     return float(thresholds[best]) if np.isfinite(thresholds[best]) else float(np.max(cal_scores))
@@ -72,10 +75,8 @@ def calibrated_threshold(cal_labels: np.ndarray, cal_scores: np.ndarray) -> floa
 
 def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     predicted = scores >= threshold
-    return {
-        "tpr": float(predicted[labels == 1].mean()),
-        "fpr": float(predicted[labels == 0].mean()),
-    }
+    tpr, fpr = float(predicted[labels == 1].mean()), float(predicted[labels == 0].mean())
+    return {"balanced_accuracy": (tpr + 1 - fpr) / 2, "tpr": tpr, "fpr": fpr}
 
 
 def evaluate(
@@ -91,8 +92,8 @@ def evaluate(
     n_negatives = int((labels == 0).sum())
     result["tpr_reliable"] = {name: alpha * n_negatives >= 10 for name, alpha in LOW_FPRS.items()}
     if cal_labels is not None and len(np.unique(cal_labels)) == 2:
-        threshold = calibrated_threshold(cal_labels, cal_scores)
-        result["calibrated_threshold"] = {"threshold": threshold, **rates_at(labels, scores, threshold)}
+        threshold = fitted_threshold(cal_labels, cal_scores)
+        result["at_fitted_threshold"] = {"threshold": threshold, **rates_at(labels, scores, threshold)}
     return result
 
 
@@ -107,4 +108,6 @@ def paired_auc_difference(
     )
     low, high = float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
     difference = point_metrics(labels, scores_a)["auc"] - point_metrics(labels, scores_b)["auc"]
-    return {"difference": difference, "ci": [low, high], "significant": bool(low > 0 or high < 0)}
+    # two-sided bootstrap p-value: twice the share of resamples on the far side of zero
+    p_value = min(1.0, 2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0))))
+    return {"difference": difference, "ci": [low, high], "p_value": max(p_value, 1 / resamples)}

@@ -6,12 +6,19 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.multitest import multipletests
 
 from benchmark.report.card import Card
 from benchmark.report.metrics import paired_auc_difference
 
-GROUP = ["dataset", "target", "defense"]
-METRICS = [("auc", "AUC"), ("asr", "ASR"), ("tpr_at_1pct_fpr", "TPR@1%FPR"), ("tpr_at_0_1pct_fpr", "TPR@0.1%FPR")]
+GROUP = ["dataset", "target", "defense", "knowledge"]
+METRICS = [
+    ("auc", "AUC"),
+    ("asr_best_threshold", "ASR (best τ)"),
+    ("tpr_at_1pct_fpr", "TPR@1%FPR"),
+    ("tpr_at_0_1pct_fpr", "TPR@0.1%FPR"),
+]
 ScoreLoader = Callable[[Card], dict[str, np.ndarray]]
 
 
@@ -31,11 +38,14 @@ def detail_table(cards: list[Card]) -> pd.DataFrame:
     """One row per card, with its bootstrap intervals."""
     rows = []
     for card in cards:
-        row = {k: card.metric(k) for k in ("attack", "threat_model", "seed", "n_members", "n_nonmembers")}
+        row = {k: card.metric(k) for k in ("attack", "knowledge", "threat_model", "seed", "n_members", "n_nonmembers")}
         for key, title in METRICS:
             row[title] = _fmt_metric(card, key)
-        calibrated = card.calibrated_threshold
-        row["TPR/FPR at calibrated τ"] = f"{calibrated.tpr:.2f} / {calibrated.fpr:.2f}" if calibrated else "—"
+        fitted = card.at_fitted_threshold
+        row["BA / TPR / FPR at fitted τ"] = (
+            f"{fitted.balanced_accuracy:.2f} / {fitted.tpr:.2f} / {fitted.fpr:.2f}" if fitted else "—"
+        )
+        row["sign"] = "−" if card.orientation < 0 else "+"
         row["queries/sample"] = f"{card.queries_per_sample:g}"
         row["ms/sample"] = f"{card.seconds_per_sample * 1000:.2f}"
         row["provenance"] = card.provenance
@@ -71,15 +81,15 @@ def attack_table(cards: list[Card]) -> pd.DataFrame:
     """Each attack per defense over every target and seed, strongest first: mean ± std, cost and
     threat model (averaging across defenses would blend a defended model's chance-level AUC in)."""
     frame = _frame(cards)
-    grouped = frame.groupby(["defense", "attack"], sort=False)
+    grouped = frame.groupby(["knowledge", "defense", "attack"], sort=False)
     out = grouped[[title for _, title in METRICS]].agg(_mean_std)
     out.insert(0, "threat model", grouped["threat_model"].first())
     out["queries/sample"] = grouped["queries_per_sample"].mean().map(lambda q: f"{q:g}")
     out["backward/sample"] = grouped["backward"].mean().map(lambda q: f"{q:g}")
     out["cells"] = grouped.size()
     out["_rank"] = grouped["AUC"].mean()
-    out["_defense"] = [defense != "none" for defense, _ in out.index]  # the undefended baseline first
-    ranked = out.sort_values(["_defense", "defense", "_rank"], ascending=[True, True, False])
+    out["_defense"] = [defense != "none" for _, defense, _ in out.index]  # the undefended baseline first
+    ranked = out.sort_values(["knowledge", "_defense", "defense", "_rank"], ascending=[False, True, True, False])
     return ranked.drop(columns=["_rank", "_defense"]).reset_index()
 
 
@@ -146,33 +156,53 @@ def budget_table(cards: list[Card]) -> pd.DataFrame:
 
 
 def paired_comparisons(cards: list[Card], load_scores: ScoreLoader) -> pd.DataFrame:
-    """Per target and seed: the best attack by AUC against each other attack, paired on the same images."""
+    """Per target, seed and knowledge level: the attack that was best *on the attacker's calibration
+    data* against each other attack, paired on the same evaluated images; p-values Holm-corrected
+    within each family (choosing the best on the evaluated images, then testing it there, would
+    favour it). Knowledge ``none`` has no calibration data to choose on, so it has no rows."""
     rows = []
     groups: dict[tuple, list[Card]] = {}
     for card in cards:
-        groups.setdefault((card.dataset, card.target, card.defense, card.seed), []).append(card)
-    for (dataset, target, defense, seed), group in groups.items():
-        best = max(group, key=lambda c: c.auc)
-        best_scores = load_scores(best)
+        if card.knowledge != "none":
+            groups.setdefault((card.dataset, card.target, card.defense, card.knowledge, card.seed), []).append(card)
+    for (dataset, target, defense, knowledge, seed), group in groups.items():
+        scores = {card.attack: load_scores(card) for card in group}
+        best = max(group, key=lambda c: _calibration_auc(scores[c.attack]))
+        family = []
         for other in group:
-            if other is best:
+            same_images = np.array_equal(scores[best.attack]["labels"], scores[other.attack]["labels"])
+            if other is best or not same_images:
                 continue
-            other_scores = load_scores(other)
-            if not np.array_equal(best_scores["labels"], other_scores["labels"]):
-                continue
-            paired = paired_auc_difference(best_scores["labels"], best_scores["scores"], other_scores["scores"], seed)
+            paired = paired_auc_difference(
+                scores[best.attack]["labels"], scores[best.attack]["scores"], scores[other.attack]["scores"], seed
+            )
+            family.append((other, paired))
+        if not family:
+            continue
+        significant, adjusted, _, _ = multipletests([p["p_value"] for _, p in family], alpha=0.05, method="holm")
+        for (other, paired), reject, p_holm in zip(family, significant, adjusted, strict=True):
             low, high = paired["ci"]
             rows.append(
                 {
                     "target": f"{dataset}/{target}/{defense}",
+                    "knowledge": knowledge,
                     "seed": seed,
-                    "best": best.attack,
+                    "best on calibration": best.attack,
                     "vs": other.attack,
                     "ΔAUC [95% CI]": f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]",
-                    "significant": "yes" if paired["significant"] else "no",
+                    "p (Holm)": f"{p_holm:.3g}",
+                    "significant": "yes" if reject else "no",
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _calibration_auc(arrays: dict[str, np.ndarray]) -> float:
+    """AUC of the oriented calibration scores the threshold was fitted on (0.5 when absent)."""
+    labels = arrays.get("calibration_labels")
+    if labels is None or len(np.unique(labels)) < 2:
+        return 0.5
+    return float(roc_auc_score(labels, arrays["calibration_scores"]))
 
 
 def provenance_table(cards: list[Card]) -> pd.DataFrame:

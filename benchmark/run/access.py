@@ -1,7 +1,12 @@
-"""The only door attacks have to a model: counted queries behind a threat-model view.
+"""The only door attacks have to a model: counted queries behind a sealed threat-model view.
 
-Attacks never hold the UNet. They get a view whose methods match their threat model; every UNet
-forward pass goes through :class:`QueryCounter`, and that count is what the results report.
+Attacks never hold the UNet. They get a view whose public methods match their threat model; every
+UNet forward pass goes through :class:`QueryCounter`, and that count is what the results report.
+A view is a shell: the model, the counter, the captions and (black-box) the variation noise live
+in a harness-side engine that no attribute of the view names, and every other name, private ones
+included, is refused in one line. (Python cannot hide an object from deliberate introspection of
+frames or the garbage collector; the conformance check also refuses attack source that names the
+private routes.) The harness reaches the engine through the functions at the bottom of this file.
 """
 
 from __future__ import annotations
@@ -60,89 +65,27 @@ def _timesteps(t: int | torch.Tensor, n: int, device: torch.device) -> torch.Ten
     return torch.full((n,), int(t), device=device, dtype=torch.long)
 
 
-class _View:
-    """Shared by all views: names the threat model in the error when an attack reaches past it."""
+class Engine:
+    """What stands behind every view: the model, its counter, the bound captions and the
+    harness-owned noise generator of the black-box variation API."""
 
-    threat_model: ThreatModel
-
-    def __getattr__(self, name: str) -> Any:
-        raise ThreatModelError(
-            f"a {self.threat_model.value} attack tried to use '{name}', which its threat model does not "
-            f"allow; declare a stronger threat model or use only the {type(self).__name__} methods"
-        )
-
-
-class GrayBoxAccess(_View):
-    """ε_θ(x, t) on any input, and the noise schedule; no parameters, no gradients."""
-
-    threat_model = ThreatModel.GRAY_BOX
-
-    def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
-        self._model = model
+    def __init__(self, model: DiffusionModel, batch_size: int) -> None:
+        self.model = model
         self.counter = QueryCounter(model.unet, batch_size, model.encode_text)
-        self.sample_shape = model.sample_shape
-        self.device = model.device
         self.alphas_cumprod = model.scheduler.alphas_cumprod.to(torch.float64).clone()
         self.num_train_timesteps = int(model.scheduler.config.num_train_timesteps)
-        self.text_conditioned = model.text_conditioned
-        self._captions: list[str] | None = None
+        self.captions: list[str] | None = None
+        self.noise = torch.Generator().manual_seed(0)
 
-    def use_captions(self, captions: Sequence[str] | None) -> None:
-        """The harness binds the scored images' captions before each ``score``/``calibrate`` call."""
-        self._captions = None if captions is None else list(captions)
-
-    @property
-    def captions(self) -> list[str]:
-        """The scored images' own captions, in image order (text-conditioned targets only)."""
-        if not self.text_conditioned or self._captions is None:
+    def scored_captions(self) -> list[str]:
+        if not self.model.text_conditioned or self.captions is None:
             raise BenchmarkError(
                 "this attack needs captions, but the target is not text-conditioned or the dataset has none; "
                 "use a text_to_image target on a captioned dataset"
             )
-        return self._captions
+        return self.captions
 
-    def predict_noise(
-        self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None = None
-    ) -> torch.Tensor:
-        """One counted forward pass per sample; ``t`` is an int or one timestep per sample.
-
-        On a text-conditioned target row i is conditioned on the caption of scored image i (so
-        rows must be the scored images, in order), or on ``captions[i]`` when given ("" is the
-        null caption)."""
-        self._check_timestep(t)
-        rows = x_t.shape[0]
-        if captions is not None and not self.text_conditioned:
-            raise BenchmarkError("captions were passed, but the target is not text-conditioned")
-        if self.text_conditioned:
-            captions = self.captions if captions is None else list(captions)
-            if len(captions) != rows:
-                raise BenchmarkError(
-                    f"a text-conditioned target needs one caption per row: got {rows} rows and {len(captions)} "
-                    "captions; query the scored images in order, or pass captions="
-                )
-        with torch.inference_mode():
-            x_t = x_t.to(self.device, torch.float32)
-            return self.counter(x_t, _timesteps(t, rows, self.device), captions).float()
-
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, through the scheduler (no query)."""
-        self._check_timestep(t)
-        return self._model.scheduler.add_noise(x0, noise, _timesteps(t, x0.shape[0], x0.device))
-
-    def ddim_step(self, x: torch.Tensor, t_from: int, t_to: int, eps: torch.Tensor) -> torch.Tensor:
-        """Deterministic DDIM move (σ=0) from t_from to t_to with the prediction made at t_from.
-
-        The scheduler's own ``step`` only walks its inference grid downwards; attacks also invert
-        (t_to > t_from) and use arbitrary strides, so the move is written from the DDIM formula.
-        """
-        self._check_timestep(t_from)
-        self._check_timestep(t_to)
-        a_from = self.alphas_cumprod[t_from].to(x.dtype)
-        a_to = self.alphas_cumprod[t_to].to(x.dtype)
-        x0_hat = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
-        return a_to.sqrt() * x0_hat + (1 - a_to).sqrt() * eps
-
-    def _check_timestep(self, t: int | torch.Tensor) -> None:
+    def check_timestep(self, t: int | torch.Tensor) -> None:
         values = t if isinstance(t, torch.Tensor) else torch.tensor([int(t)])
         if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.num_train_timesteps):
             raise BenchmarkError(
@@ -150,29 +93,46 @@ class GrayBoxAccess(_View):
                 "lower the attack's timestep parameters"
             )
 
+    def predict_noise(self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None) -> torch.Tensor:
+        self.check_timestep(t)
+        rows = x_t.shape[0]
+        text_conditioned = self.model.text_conditioned
+        if captions is not None and not text_conditioned:
+            raise BenchmarkError("captions were passed, but the target is not text-conditioned")
+        if text_conditioned:
+            captions = self.scored_captions() if captions is None else list(captions)
+            if len(captions) != rows:
+                raise BenchmarkError(
+                    f"a text-conditioned target needs one caption per row: got {rows} rows and {len(captions)} "
+                    "captions; query the scored images in order, or pass captions="
+                )
+        with torch.inference_mode():
+            x_t = x_t.to(self.model.device, torch.float32)
+            return self.counter(x_t, _timesteps(t, rows, self.model.device), captions).float()
 
-class WhiteBoxAccess(GrayBoxAccess):
-    """Gray-box plus gradients of the denoising loss with respect to the parameters.
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        self.check_timestep(t)
+        return self.model.scheduler.add_noise(x0, noise, _timesteps(t, x0.shape[0], x0.device))
 
-    The module itself stays hidden so that forward and backward passes are both counted.
-    """
-
-    threat_model = ThreatModel.WHITE_BOX
+    def ddim_step(self, x: torch.Tensor, t_from: int, t_to: int, eps: torch.Tensor) -> torch.Tensor:
+        """The scheduler's own ``step`` only walks its inference grid downwards; attacks also invert
+        (t_to > t_from) and use arbitrary strides, so the move is written from the DDIM formula."""
+        self.check_timestep(t_from)
+        self.check_timestep(t_to)
+        a_from = self.alphas_cumprod[t_from].to(x.dtype)
+        a_to = self.alphas_cumprod[t_to].to(x.dtype)
+        x0_hat = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+        return a_to.sqrt() * x0_hat + (1 - a_to).sqrt() * eps
 
     def loss_gradient_norms(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
-        """ℓ2 norm of ∇_θ per parameter tensor of one image's denoising loss averaged over ``timesteps``.
-
-        ``x0`` is one image (C, H, W), ``noise`` one draw per timestep (K, C, H, W). All K noised
-        copies go through one batched forward (K counted passes) and one backward (1 counted pass).
-        """
-        self._check_timestep(torch.tensor(timesteps))
-        if self.text_conditioned:
+        self.check_timestep(torch.tensor(timesteps))
+        if self.model.text_conditioned:
             raise BenchmarkError("gradient attacks do not support text-conditioned targets yet; drop gsa here")
-        unet = self._model.unet
-        t = torch.tensor(timesteps, device=self.device)
-        clean = x0.to(self.device).expand(len(timesteps), *x0.shape)
-        noise = noise.to(self.device)
-        noisy = self._model.scheduler.add_noise(clean, noise, t)
+        unet, device = self.model.unet, self.model.device
+        t = torch.tensor(timesteps, device=device)
+        clean = x0.to(device).expand(len(timesteps), *x0.shape)
+        noise = noise.to(device)
+        noisy = self.model.scheduler.add_noise(clean, noise, t)
         unet.zero_grad(set_to_none=True)
         with torch.enable_grad():
             loss = ((unet(noisy, t).sample - noise) ** 2).mean()
@@ -183,28 +143,129 @@ class WhiteBoxAccess(GrayBoxAccess):
         unet.zero_grad(set_to_none=True)
         return norms.detach().cpu()
 
-
-class BlackBoxAccess(_View):
-    """Only an image-variation API: noise an image to t, then DDIM back to 0 in a few steps."""
-
-    threat_model = ThreatModel.BLACK_BOX
-
-    def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
-        self._gray = GrayBoxAccess(model, batch_size)
-        self.counter = self._gray.counter
-        self.sample_shape = model.sample_shape
-        self.device = model.device
-        self.use_captions = self._gray.use_captions
-
-    def vary(self, images: torch.Tensor, t: int, steps: int, generator: torch.Generator) -> torch.Tensor:
-        """One variation per image; costs ``steps`` counted passes per image."""
-        noise = torch.randn(images.shape, generator=generator).to(images.device)
-        x = self._gray.add_noise(images, noise, t)
+    def vary(self, images: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+        noise = torch.randn(images.shape, generator=self.noise).to(images.device)
+        x = self.add_noise(images, noise, t)
         grid = [round(t * (steps - i) / steps) for i in range(steps + 1)]
         for t_from, t_to in zip(grid[:-1], grid[1:], strict=True):
-            eps = self._gray.predict_noise(x, t_from)
-            x = self._gray.ddim_step(x.to(eps.device), t_from, t_to, eps)
+            eps = self.predict_noise(x, t_from, None)
+            x = self.ddim_step(x.to(eps.device), t_from, t_to, eps)
         return x
+
+
+class _View:
+    """A sealed shell over an :class:`Engine`: only the public names of its class resolve."""
+
+    __slots__ = ("_engine",)
+    threat_model: ThreatModel
+
+    def __init__(self, model: DiffusionModel, batch_size: int = 256) -> None:
+        object.__setattr__(self, "_engine", Engine(model, batch_size))
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_") and name != "__class__":
+            _refuse(self, name)
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        _refuse(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ThreatModelError(f"an attack tried to set '{name}' on its {type(self).__name__}; views are read-only")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return _engine(self).model.sample_shape
+
+    @property
+    def device(self) -> torch.device:
+        return _engine(self).model.device
+
+
+def _refuse(view: _View, name: str) -> None:
+    kind = type(view)
+    raise ThreatModelError(
+        f"a {kind.threat_model.value} attack tried to use '{name}', which its threat model does not "
+        f"allow; declare a stronger threat model or use only the {kind.__name__} methods"
+    )
+
+
+def _engine(view: _View) -> Engine:
+    return object.__getattribute__(view, "_engine")
+
+
+class GrayBoxAccess(_View):
+    """ε_θ(x, t) on any input, and the noise schedule; no parameters, no gradients."""
+
+    __slots__ = ()
+    threat_model = ThreatModel.GRAY_BOX
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return _engine(self).alphas_cumprod.clone()
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return _engine(self).num_train_timesteps
+
+    @property
+    def text_conditioned(self) -> bool:
+        return _engine(self).model.text_conditioned
+
+    @property
+    def captions(self) -> list[str]:
+        """The scored images' own captions, in image order (text-conditioned targets only)."""
+        return list(_engine(self).scored_captions())
+
+    def predict_noise(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """One counted forward pass per sample; ``t`` is an int or one timestep per sample.
+
+        On a text-conditioned target row i is conditioned on the caption of scored image i (so
+        rows must be the scored images, in order), or on ``captions[i]`` when given ("" is the
+        null caption)."""
+        return _engine(self).predict_noise(x_t, t, captions)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, through the scheduler (no query)."""
+        return _engine(self).add_noise(x0, noise, t)
+
+    def ddim_step(self, x: torch.Tensor, t_from: int, t_to: int, eps: torch.Tensor) -> torch.Tensor:
+        """Deterministic DDIM move (σ=0) from t_from to t_to with the prediction made at t_from."""
+        return _engine(self).ddim_step(x, t_from, t_to, eps)
+
+
+class WhiteBoxAccess(GrayBoxAccess):
+    """Gray-box plus gradients of the denoising loss with respect to the parameters.
+
+    The module itself stays hidden so that forward and backward passes are both counted.
+    """
+
+    __slots__ = ()
+    threat_model = ThreatModel.WHITE_BOX
+
+    def loss_gradient_norms(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+        """ℓ2 norm of ∇_θ per parameter tensor of one image's denoising loss averaged over ``timesteps``.
+
+        ``x0`` is one image (C, H, W), ``noise`` one draw per timestep (K, C, H, W). All K noised
+        copies go through one batched forward (K counted passes) and one backward (1 counted pass).
+        """
+        return _engine(self).loss_gradient_norms(x0, noise, timesteps)
+
+
+class BlackBoxAccess(_View):
+    """Only an image-variation API: noise an image to t, then DDIM back to 0 in a few steps.
+
+    The service draws the noise itself, from a generator the harness seeds: an attacker who chose
+    the noise could solve a one-step variation for ε_θ(x_t, t), a gray-box query."""
+
+    __slots__ = ()
+    threat_model = ThreatModel.BLACK_BOX
+
+    def vary(self, images: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+        """One variation per image; costs ``steps`` counted passes per image."""
+        return _engine(self).vary(images, t, steps)
 
 
 ACCESS_FOR = {
@@ -216,3 +277,21 @@ ACCESS_FOR = {
 
 def make_access(model: DiffusionModel, threat_model: ThreatModel, batch_size: int = 256) -> Any:
     return ACCESS_FOR[threat_model](model, batch_size)
+
+
+# The harness's side of a view: none of these is reachable from an attack's view object.
+
+
+def counter_of(view: _View) -> QueryCounter:
+    """The view's query counter (what the card reports)."""
+    return _engine(view).counter
+
+
+def bind_captions(view: _View, captions: Sequence[str] | None) -> None:
+    """The scored images' captions, bound before each ``score``/``calibrate`` call."""
+    _engine(view).captions = None if captions is None else list(captions)
+
+
+def seed_variations(view: _View, generator: torch.Generator) -> None:
+    """The generator the variation API draws its noise from (the service's, not the attacker's)."""
+    _engine(view).noise = generator

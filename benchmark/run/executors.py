@@ -57,7 +57,7 @@ class GroupJob:
 
     suite: object  # the parsed Suite (pickled by submitit; plugin classes travel by reference)
     key: tuple[str, str, str, int]  # (dataset, target, defense labels, seed)
-    attacks: list[str]  # the labels still to run
+    cells: list[str]  # the ids of the cells still to run
     out: Path  # this job's own result folder
     cache: Path
     settings: dict  # runtime.configure arguments
@@ -79,8 +79,8 @@ def run_group_job(job: GroupJob) -> int:
     store, cache = ResultStore(job.out), Cache(job.cache)
     for group in plan_groups(job.suite, cache):
         if group.key == job.key:
-            group.attacks = [a for a in group.attacks if a.label in job.attacks]
-            run_group(group, store, cache, {"done": 0, "total": len(group.attacks)})
+            group.cells = [c for c in group.cells if c.id in job.cells]
+            run_group(group, store, cache, {"done": 0, "total": len(group.cells)})
             return len(store.cards)
     raise BenchmarkError(f"job {job.name}: the suite has no such cell group; rerun from the same suite file")
 

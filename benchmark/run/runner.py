@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.api.model import DiffusionModel
 from benchmark.core import progress, runtime
 from benchmark.core.configs import config_dict
 from benchmark.core.errors import BenchmarkError
@@ -21,7 +22,7 @@ from benchmark.run.cache import Cache
 from benchmark.run.executors import GroupJob, SubmititRunner, job_folder, merge_all_job_results
 from benchmark.run.fid import FeatureExtractor, feature_extractor
 from benchmark.run.results import ResultStore, software_versions
-from benchmark.run.scoring import Labelled, run_attack
+from benchmark.run.scoring import CalibrationData, Labelled, run_attack
 from benchmark.run.splits import Split, make_split
 from benchmark.run.suite import Component, Suite, caption_conditioned_attacks
 from benchmark.run.targets import TrainedTarget, obtain
@@ -71,55 +72,63 @@ def obtain_target(
     return obtain(target.instantiate(), images[members], instance, seed, cache, key, validation, member_captions)
 
 
-def shadow_provider(
-    images: torch.Tensor,
-    split: Split,
-    dataset: Component,
-    target: Component,
-    defense: Component,
-    seed: int,
-    cache: Cache,
-):
-    """Shadow targets for attacks that learn from them (GSA): the target's recipe on disjoint data.
+@dataclass
+class ShadowTarget:
+    """A target trained by the harness with the target's recipe and defense on ``members``, which,
+    like ``nonmembers``, are dataset indices outside every block of the target's split."""
 
-    Shadow members and non-members are drawn from the images no block of the split uses, each
-    shadow its own seeded draw of the same size as the target's training set; shadows are cached
-    like targets.
-    """
+    model: DiffusionModel
+    members: np.ndarray
+    nonmembers: np.ndarray
+
+
+def shadow_target(
+    images: torch.Tensor, split: Split, dataset: Component, target: Component, defense: Component, seed: int,
+    cache: Cache, captions: list[str] | None = None, index: int = 0,
+) -> ShadowTarget:  # fmt: skip
+    """Shadow ``index``: members and non-members drawn (seeded) from the images no block of the
+    split uses, each as many as the target's training set; cached like targets."""
     pool = unused_pool(split, len(images))
     size = len(split.training)
+    if 2 * size > len(pool):
+        raise BenchmarkError(
+            f"a shadow target needs {2 * size} images outside the split but only {len(pool)} are left; "
+            "lower the split sizes, or use knowledge 'target-members'"
+        )
+    order = np.random.default_rng([seed, index, 0x5AD0]).permutation(pool)
+    members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
+    key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
+    rest = np.setdiff1d(pool, order[: 2 * size])
+    trained = obtain_target(images, members, rest, key, target, defense, seed, cache, captions)
+    return ShadowTarget(trained.model, members, nonmembers)
 
-    def shadows(n: int) -> list[tuple]:
-        if 2 * size > len(pool):
-            raise BenchmarkError(
-                f"shadow targets need {2 * size} images outside the split but only {len(pool)} are left; "
-                "lower the split sizes"
-            )
-        models = []
-        for index in range(n):
-            order = np.random.default_rng([seed, index, 0x5AD0]).permutation(pool)
-            members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
-            key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
-            rest = np.setdiff1d(pool, order[: 2 * size])
-            trained = obtain_target(images, members, rest, key, target, defense, seed, cache)
-            models.append((trained.model, images[members], images[nonmembers]))
-        return models
 
-    return shadows
+@dataclass
+class Cell:
+    """One attack under one knowledge level: a card."""
+
+    attack: Component
+    knowledge: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.attack.label} ({self.knowledge})"
 
 
 def cell_hash(
-    suite: Suite, dataset: Component, target: Component, defense: Component, attack: Component, seed: int
+    suite: Suite, dataset: Component, target: Component, defense: Component, cell: Cell, seed: int
 ) -> str:
     """Everything that changes a cell's numbers; equal hashes mean a finished cell can be reused."""
     return sha256_json(
         {
+            "knowledge": cell.knowledge,
+            "shadows": suite.shadows if cell.knowledge == "shadow" else 0,
             "suite_version": suite.version,
             "dataset": dataset.description,
             "split": config_dict(suite.split),
             "target": target.description,
             "defense": defense.description,
-            "attack": attack.description,
+            "attack": cell.attack.description,
             "seed": seed,
             "scoring": config_dict(suite.scoring),
             "card_schema": CARD_SCHEMA_VERSION,
@@ -130,7 +139,7 @@ def cell_hash(
 
 @dataclass
 class TargetCells:
-    """One trained target and the attacks still to run on it (everything one (dataset, seed,
+    """One trained target and the cells still to run on it (everything one (dataset, seed,
     target, defense) combination shares)."""
 
     suite: Suite
@@ -141,7 +150,7 @@ class TargetCells:
     images: torch.Tensor
     captions: list[str] | None
     split: Split
-    attacks: list[Component]
+    cells: list[Cell]
     hashes: dict[str, str]
     features: Callable[[], FeatureExtractor | None]
 
@@ -177,9 +186,9 @@ def plan_groups(suite: Suite, cache: Cache) -> Iterator[TargetCells]:
             split = make_split(images, suite.split, seed)
             for target in suite.targets:
                 for defense in suite.defenses_for(seed):
-                    attacks = suite.attacks_for(defense)
-                    hashes = {a.label: cell_hash(suite, dataset, target, defense, a, seed) for a in attacks}
-                    yield TargetCells(suite, dataset, target, defense, seed, images, captions, split, attacks, hashes,
+                    cells = [Cell(a, k) for a in suite.attacks_for(defense) for k in suite.knowledge_for(a)]
+                    hashes = {c.id: cell_hash(suite, dataset, target, defense, c, seed) for c in cells}
+                    yield TargetCells(suite, dataset, target, defense, seed, images, captions, split, cells, hashes,
                                       features)  # fmt: skip
 
 
@@ -190,13 +199,18 @@ def run_suite(
     store = ResultStore(out)
     if executor is not None:
         merge_all_job_results(store)
-    per_target = sum(len(suite.attacks_for(d)) for seed in suite.seeds for d in suite.defenses_for(seed))
+    per_target = sum(
+        len(suite.knowledge_for(a))
+        for seed in suite.seeds
+        for defense in suite.defenses_for(seed)
+        for a in suite.attacks_for(defense)
+    )
     counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
     planned: set[str] = set()
     jobs: list[GroupJob] = []
     for group in plan_groups(suite, cache):
         planned.update(group.hashes.values())
-        pending = [a.label for a in group.attacks if not store.has(group.hashes[a.label])]
+        pending = [c.id for c in group.cells if not store.has(group.hashes[c.id])]
         if executor is None or not pending:  # a group with only a stale utility is quick: done here
             run_group(group, store, cache, counter)
         else:
@@ -214,8 +228,8 @@ def run_suite(
 def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
     """Obtain the target only if some attack on it is unfinished or its utility is stale, then
     measure what is missing."""
-    pending = [a for a in cells.attacks if not store.has(cells.hashes[a.label])]
-    counter["done"] += len(cells.attacks) - len(pending)
+    pending = [c for c in cells.cells if not store.has(cells.hashes[c.id])]
+    counter["done"] += len(cells.cells) - len(pending)
     finished = [c for c in store.cards if c.config_hash in set(cells.hashes.values())]
     stale = any(c.utility.get("version") != UTILITY_VERSION for c in finished)
     if not pending and not stale:
@@ -235,20 +249,41 @@ def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dic
     )  # fmt: skip
     store.set_utility(trained.target_hash, utility)
     evaluated = _labelled(images, captions, split.members, split.nonmembers).prepared(trained.model)
-    calibration = _labelled(images, captions, split.calibration_members, split.calibration_nonmembers)
-    calibration = calibration.prepared(trained.model)
-    shadows = shadow_provider(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache)
-    for attack in pending:
-        progress.doing = f"scoring {attack.label} on {cells.where}"
-        result, arrays = run_attack(attack, trained.model, evaluated, calibration, cells.seed, cells.suite.scoring,
-                                    shadows)  # fmt: skip
-        card = _card(cells, trained, utility, evaluated.labels, len(calibration), cells.hashes[attack.label], result)
+    calibrations = _calibrations(cells, trained, cache)
+    for cell in pending:
+        progress.doing = f"scoring {cell.id} on {cells.where}"
+        calibration = calibrations(cell.knowledge)
+        result, arrays = run_attack(cell.attack, trained.model, evaluated, calibration, cells.seed, cells.suite.scoring)
+        card = _card(cells, trained, utility, evaluated.labels, cells.hashes[cell.id], result)
         store.add(card, arrays)
         counter["done"] += 1
         console.print(
-            f"  [{counter['done']}/{counter['total']}] {attack.label}: AUC {card.auc:.3f}, "
+            f"  [{counter['done']}/{counter['total']}] {cell.id}: AUC {card.auc:.3f}, "
             f"TPR@1%FPR {card.tpr_at_1pct_fpr:.3f}, {card.queries_per_sample:g} queries/sample"
         )
+
+
+def _calibrations(cells: TargetCells, trained: TrainedTarget, cache: Cache) -> Callable[[str], CalibrationData]:
+    """The attacker's calibration data per knowledge level, built (a shadow trained) on first use."""
+    split, images, captions = cells.split, cells.images, cells.captions
+
+    @functools.cache
+    def calibration(knowledge: str) -> CalibrationData:
+        if knowledge == "none":
+            return CalibrationData.nothing()
+        if knowledge == "target-members":
+            members, nonmembers = split.calibration_members, split.calibration_nonmembers
+            model, shadows = trained.model, 0
+        else:
+            progress.doing = f"obtaining the shadow target of {cells.where}"
+            shadow = shadow_target(images, split, cells.dataset, cells.target, cells.defense, cells.seed, cache,
+                                   captions)  # fmt: skip
+            members, nonmembers, model, shadows = shadow.members, shadow.nonmembers, shadow.model, 1
+        labelled = _labelled(images, captions, members, nonmembers).prepared(model)
+        indices = {"members": members.tolist(), "nonmembers": nonmembers.tolist()}
+        return CalibrationData(knowledge, model, labelled, indices, shadows)
+
+    return calibration
 
 
 def _labelled(
@@ -258,9 +293,8 @@ def _labelled(
 
 
 def _card(
-    cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, n_calibration: int,
-    config_hash: str, result: dict,
-) -> Card:  # fmt: skip
+    cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, config_hash: str, result: dict
+) -> Card:
     return Card(
         **{
             "schema_version": CARD_SCHEMA_VERSION,
@@ -281,7 +315,7 @@ def _card(
             "seed": cells.seed,
             "n_members": int(eval_labels.sum()),
             "n_nonmembers": int((eval_labels == 0).sum()),
-            "n_calibration": n_calibration,
+            "n_calibration": sum(map(len, (result["calibration_images"] or {}).values())),
             "utility": utility,
             "config_hash": config_hash,
             "versions": software_versions(),

@@ -25,9 +25,10 @@ from benchmark.run.targets import incompatibility
 class Component:
     """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart.
 
-    ``seeds`` (defenses) limits a component to some of the suite's seeds, and ``defenses`` (budget
-    points) to some defenses: both choose which cells exist, never what a cell computes, so they
-    stay out of ``description`` and of every hash.
+    ``seeds`` (defenses) limits a component to some of the suite's seeds, ``defenses`` (budget
+    points) to some defenses, and ``knowledge`` (attacks) to some knowledge levels: they choose
+    which cells exist, never what a cell computes, so they stay out of ``description`` and of
+    every hash (a cell's knowledge joins its hash on its own).
     """
 
     registry: str
@@ -37,6 +38,7 @@ class Component:
     budget: dict | None = None
     seeds: list[int] | None = None
     defenses: list[str] | None = None
+    knowledge: list[str] | None = None
 
     def instantiate(self) -> Any:
         return REGISTRIES[self.registry].get(self.name).cls(self.config)
@@ -68,6 +70,8 @@ class Suite:
     seeds: list[int]
     split: SplitSizes
     scoring: Scoring = field(default_factory=Scoring)
+    knowledge: list[str] = field(default_factory=lambda: ["shadow"])
+    shadows: int = 1
     cluster: ClusterOptions = field(default_factory=ClusterOptions)  # how jobs run; never part of a hash
 
     def defenses_for(self, seed: int) -> list[Component]:
@@ -75,6 +79,18 @@ class Suite:
 
     def attacks_for(self, defense: Component) -> list[Component]:
         return [a for a in self.attacks if a.defenses is None or defense.label in a.defenses]
+
+    def knowledge_for(self, attack: Component) -> list[str]:
+        return attack.knowledge or self.knowledge
+
+
+# What the attacker knows, i.e. what every choice of an attack (settings, head, orientation,
+# threshold) is fitted on. ``shadow``: members and non-members of shadow targets the harness
+# trains with the target's recipe and defense on images disjoint from the target's split.
+# ``target-members``: a labelled subset of the target's own training images and held-out images
+# (SecMI-NN's protocol; the stronger assumption). ``none``: nothing; fixed-setting attacks only,
+# judged by their ranking (AUC, TPR@FPR) with no threshold.
+KNOWLEDGE_LEVELS = ("shadow", "target-members", "none")
 
 
 REGISTRIES: dict[str, Registry] = {
@@ -96,6 +112,8 @@ TOP_LEVEL = {
     "scoring",
     "budget",
     "cluster",
+    "knowledge",
+    "shadows",
 }
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
 
@@ -168,11 +186,54 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         seeds=list(dict.fromkeys(seeds)),
         split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
+        knowledge=_knowledge(raw.get("knowledge", ["shadow"]), f"{where}: knowledge"),
+        shadows=_shadow_count(raw.get("shadows", 1), where),
         cluster=build_config(ClusterOptions, f"{where}: cluster", _mapping(raw, "cluster", where)),
     )
     _check_subsets(suite, where)
     _check_compatible(suite, where)
+    _check_knowledge(suite, where)
     return suite
+
+
+def _knowledge(levels: Any, where: str) -> list[str]:
+    if isinstance(levels, str):
+        levels = [levels]
+    if not isinstance(levels, list) or not levels:
+        raise BenchmarkError(f"{where}: a non-empty list of knowledge levels ({', '.join(KNOWLEDGE_LEVELS)})")
+    for level in levels:
+        if level not in KNOWLEDGE_LEVELS:
+            close = difflib.get_close_matches(str(level), KNOWLEDGE_LEVELS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"levels: {', '.join(KNOWLEDGE_LEVELS)}"
+            raise BenchmarkError(f"{where}: unknown knowledge level '{level}': {hint}")
+    return list(dict.fromkeys(levels))
+
+
+def _shadow_count(value: Any, where: str) -> int:
+    # one shadow's members and non-members are the calibration set; pooling several shadows needs
+    # a view that routes each image to its own shadow, which no attack interface offers yet
+    if value != 1:
+        raise BenchmarkError(f"{where}: 'shadows' must be 1 (calibration on several pooled shadows is not supported)")
+    return value
+
+
+def _check_knowledge(suite: Suite, where: str) -> None:
+    """Attacks that learn from labelled images cannot run under ``none``; shadows need a target the
+    harness trains (a model loaded as given has no recipe to train shadows with)."""
+    for attack in suite.attacks:
+        levels = suite.knowledge_for(attack)
+        if "none" in levels and attack.instantiate().needs_calibration():
+            raise BenchmarkError(
+                f"{where}: attack '{attack.label}' learns from calibration data, which knowledge 'none' does not "
+                "grant; give the entry 'knowledge: [shadow]' or drop 'none'"
+            )
+        if "shadow" in levels:
+            for target in suite.targets:
+                if not target.instantiate().trains():
+                    raise BenchmarkError(
+                        f"{where}: target '{target.label}' is attacked as given, so no shadow can be trained with its "
+                        "recipe; use 'knowledge: [target-members]'"
+                    )
 
 
 def _check_compatible(suite: Suite, where: str) -> None:
@@ -253,11 +314,12 @@ def _components(raw: dict, key: str, where: str) -> list[Component]:
     for item in items:
         if isinstance(item, str):
             item = {"name": item}
-        allowed = {"name", "label", "params"} | ({"seeds"} if key == "defenses" else set())
+        extra = {"defenses": "seeds", "attacks": "knowledge"}.get(key)
+        allowed = {"name", "label", "params"} | ({extra} if extra else set())
         if not isinstance(item, dict) or "name" not in item or set(item) - allowed:
             raise BenchmarkError(
                 f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional "
-                + ("'label', 'params' and 'seeds'" if key == "defenses" else "'label' and 'params'")
+                + (f"'label', 'params' and '{extra}'" if extra else "'label' and 'params'")
             )
         seeds = item.get("seeds")
         if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(type(x) is int for x in seeds)):
@@ -268,7 +330,8 @@ def _components(raw: dict, key: str, where: str) -> list[Component]:
         if not isinstance(params, dict):
             raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")
         config = build_config(entry.cls.Config, f"{where}: {key} '{label}'", entry.preset, params)
-        components.append(Component(key, entry.name, label, config, seeds=seeds))
+        knowledge = _knowledge(item["knowledge"], f"{where}: {key} '{label}'") if "knowledge" in item else None
+        components.append(Component(key, entry.name, label, config, seeds=seeds, knowledge=knowledge))
     labels = [c.label for c in components]
     duplicate = next((x for x in labels if labels.count(x) > 1), None)
     if duplicate:

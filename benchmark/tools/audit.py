@@ -1,7 +1,10 @@
 """``audit``: attack a model the harness did not train, with the owner's member and non-member images.
 
 A seeded fraction of each folder is held out for calibration (thresholds, timestep search); the
-rest is evaluated, so the calibrated threshold is never fitted on the images it is judged on.
+rest is evaluated, so the fitted threshold is never fitted on the images it is judged on. The
+owner knows its training set, so the audit's knowledge is ``target-members`` (the stronger
+assumption of the leaderboard's two) and every card and summary says so; with
+``--calibration-fraction 0`` it is ``none`` and only fixed-setting attacks run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from benchmark.core.images import load_image_folder
 from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
 from benchmark.run.results import ResultStore, software_versions
-from benchmark.run.scoring import Labelled, run_attack
+from benchmark.run.scoring import CalibrationData, Labelled, run_attack
 from benchmark.run.suite import Component, Scoring, caption_conditioned_attacks
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import measure_utility
@@ -34,14 +37,15 @@ def default_attacks() -> list[str]:
     ]
 
 
-def _hold_out(images: torch.Tensor, fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    order = rng.permutation(len(images))
-    n_cal = int(round(len(images) * fraction))
-    if fraction > 0 and (n_cal < 1 or len(images) - n_cal < 1):
+def _hold_out(count: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluated, calibration) positions in a folder of ``count`` images."""
+    order = rng.permutation(count)
+    n_cal = int(round(count * fraction))
+    if fraction > 0 and (n_cal < 1 or count - n_cal < 1):
         raise BenchmarkError(
             "too few images to hold some out for calibration; add images or pass --calibration-fraction 0"
         )
-    return images[order[n_cal:]], images[order[:n_cal]]
+    return order[n_cal:], order[:n_cal]
 
 
 def run_audit(
@@ -77,11 +81,14 @@ def run_audit(
         "device": str(runtime.device()),
         "provenance": "audit",
     }
+    calibration = CalibrationData.nothing()
+    if len(images.calibration):
+        calibration = CalibrationData("target-members", trained.model, images.calibration, images.calibration_files)
     cards = []
     for name in attack_names or default_attacks():
         entry = ATTACKS.get(name)
         component = Component("attacks", name, name, build_config(entry.cls.Config, f"attack '{name}'", entry.preset))
-        result, arrays = run_attack(component, trained.model, images.evaluated, images.calibration, seed, scoring)
+        result, arrays = run_attack(component, trained.model, images.evaluated, calibration, seed, scoring)
         cell = {"audit": images.split_sha256, "target": trained.target_hash, "attack": component.description,
                 "scoring": scoring.__dict__}  # fmt: skip
         card = Card(**common, **result, config_hash=sha256_json(cell), schema_version=CARD_SCHEMA_VERSION,
@@ -109,6 +116,7 @@ class AuditImages:
     all_members: torch.Tensor
     all_nonmembers: torch.Tensor
     split_sha256: str
+    calibration_files: dict[str, list[str]]
 
     @classmethod
     def load(cls, members_dir: Path, nonmembers_dir: Path, shape: tuple[int, ...], fraction: float,
@@ -116,11 +124,14 @@ class AuditImages:
         members, member_files = load_image_folder(members_dir, shape)
         nonmembers, nonmember_files = load_image_folder(nonmembers_dir, shape)
         rng = np.random.default_rng(seed)
-        evaluated_members, cal_members = _hold_out(members, fraction, rng)
-        evaluated_nonmembers, cal_nonmembers = _hold_out(nonmembers, fraction, rng)
+        evaluated_members, cal_members = _hold_out(len(members), fraction, rng)
+        evaluated_nonmembers, cal_nonmembers = _hold_out(len(nonmembers), fraction, rng)
         split = {"members": member_files, "nonmembers": nonmember_files, "seed": seed, "calibration_fraction": fraction}
-        return cls(_labelled(evaluated_members, evaluated_nonmembers), _labelled(cal_members, cal_nonmembers),
-                   members, nonmembers, sha256_json(split))  # fmt: skip
+        files = {"members": [member_files[i] for i in cal_members],
+                 "nonmembers": [nonmember_files[i] for i in cal_nonmembers]}  # fmt: skip
+        return cls(_labelled(members[evaluated_members], nonmembers[evaluated_nonmembers]),
+                   _labelled(members[cal_members], nonmembers[cal_nonmembers]), members, nonmembers,
+                   sha256_json(split), files)  # fmt: skip
 
 
 def _labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> Labelled:

@@ -30,7 +30,7 @@ from benchmark.api.training import TrainingJob, TrainingPlan
 from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_write_text
-from benchmark.run.access import make_access
+from benchmark.run.access import counter_of, make_access
 from benchmark.run.training import fit
 
 
@@ -92,12 +92,12 @@ def scoring_overhead(sizes: PerfSizes) -> list[dict]:
         access = make_access(model, entry.cls.threat_model, sizes.batch_size)
         labels = np.arange(len(images)) % 2  # calibration is not timed; it only gives what score needs
         attack.calibrate(access, images, labels, AttackContext(torch.Generator()))
-        access.counter.reset()
+        counter_of(access).reset()
         walls, bares = [], []
         for _ in range(sizes.repeats):
             walls.append(_seconds(lambda a=attack, x=access: a.score(x, images, AttackContext(torch.Generator()))))
             bares.append(_seconds(bare))
-        queries = access.counter.forward_passes / (sizes.repeats * len(images))
+        queries = counter_of(access).forward_passes / (sizes.repeats * len(images))
         rows.append(
             {
                 "attack": entry.name,

@@ -22,7 +22,7 @@ from benchmark.api.registry import ATTACKS, TARGETS
 from benchmark.api.training import TrainingJob
 from benchmark.core import runtime
 from benchmark.core.configs import build_config
-from benchmark.run.access import make_access
+from benchmark.run.access import counter_of, make_access
 from benchmark.run.suite import load_suite
 from benchmark.run.training import fit
 
@@ -72,10 +72,10 @@ def measure(steps: int, images: int, members: int, changes: dict, batch: int) ->
         attack = attack_entry.cls(build_config(attack_entry.cls.Config, name, attack_entry.preset))
         access = make_access(model, attack.threat_model, batch)
         attack.score(access, scored[:batch], AttackContext(torch.Generator().manual_seed(0)))
-        access.counter.reset()
+        counter_of(access).reset()
         seconds = _timed(lambda a=attack, v=access: a.score(v, scored, AttackContext(torch.Generator().manual_seed(0))))
-        rate = access.counter.forward_passes / seconds
-        lines.append(f"{name}: {images / seconds:.0f} images/s, {access.counter.forward_passes / images:g} queries "
+        rate = counter_of(access).forward_passes / seconds
+        lines.append(f"{name}: {images / seconds:.0f} images/s, {counter_of(access).forward_passes / images:g} queries "
                      f"each, {rate:.0f} forwards/s = {rate / bare:.2f}× the bare rate")  # fmt: skip
     return lines
 

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--provenance", choices=["reproduced", "claimed"], default="reproduced")
     board.add_argument("--check", action="store_true", help="fail if a card is invalid or the page is stale")
     board.add_argument("--schema", action="store_true", help="rewrite the card JSON schema from the Card class")
+    board.add_argument("--site", type=Path, default=None,
+                       help="also write the self-contained HTML page (sortable tables, figures) to this folder")
 
     perf = commands.add_parser("perf", help="measure harness overhead against bare forwards and training loops")
     perf.add_argument("--out", type=Path, default=Path("perf.json"))
@@ -161,11 +163,13 @@ def _leaderboard(args: argparse.Namespace) -> None:
         return
     board = Leaderboard(args.dir)
     if args.check:
-        print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} is up to date")
+        print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} and {board.site_page} are up to date")
         return
     if args.publish:
         print(f"published {board.publish(args.publish, args.provenance)} cards from {args.publish}")
-    print(f"regenerated {args.dir / 'LEADERBOARD.md'} from {board.regenerate()} cards")
+    print(f"regenerated {args.dir / 'LEADERBOARD.md'} and {board.site_page} from {board.regenerate()} cards")
+    if args.site:
+        print(f"wrote {board.write_site(args.site)}")
 
 
 def _perf(args: argparse.Namespace) -> None:

@@ -15,10 +15,18 @@ the noise (its fast-gradient-clipping ``DPOptimizer``) and keeps the books (its 
 Noise multiplicity (DPDM): each example's loss is averaged over K (timestep, noise) draws before
 its gradient is clipped; the privacy cost is unchanged (still one clipped gradient per example)
 while the gradient's variance drops.
+
+Fine-tuning (``pretrain_steps`` > 0), as practitioners deploy DP diffusion models (Ghalebikesabi
+et al. 2023, "Differentially Private Diffusion Models Generate Useful Synthetic Images"): the
+recipe is first trained on the split's public images (the harness's cached ``job.pretrained``,
+shared with ``public_only``), then fine-tuned on the members with DP-SGD for ``steps`` steps at
+expected batch ``batch_size`` and ``learning_rate`` (each 0 = the recipe's). ε accounts for the
+private fine-tuning only: the public images are not private, and no member is among them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +49,7 @@ from benchmark.api import (
     LoopProgress,
     Recipe,
     TrainingJob,
+    added_later,
     noised_batch,
     progress,
     runtime,
@@ -58,6 +67,10 @@ class DPSGDConfig:
     max_grad_norm: float = 1.0
     accountant: Literal["prv", "rdp"] = "prv"
     noise_multiplicity: int = 1
+    pretrain_steps: int = added_later(0)
+    steps: int = added_later(0)
+    batch_size: int = added_later(0)
+    learning_rate: float = added_later(0.0)
 
     def validate(self) -> None:
         if self.target_epsilon <= 0 or self.max_grad_norm <= 0:
@@ -66,11 +79,24 @@ class DPSGDConfig:
             raise ValueError("delta must be in [0, 1); 0 means 1/(10·n)")
         if self.noise_multiplicity < 1:
             raise ValueError("noise_multiplicity must be at least 1")
+        if min(self.pretrain_steps, self.steps, self.batch_size, self.learning_rate) < 0:
+            raise ValueError("pretrain_steps, steps, batch_size and learning_rate must be ≥ 0 (0 = the recipe's)")
 
 
 @DEFENSES.register("dpsgd", "DP-SGD via opacus (per-example clipping by ghost norms, Poisson sampling, PRV accountant)")
 class DPSGD(Defense):
     Config = DPSGDConfig
+
+    def uses_public_data(self) -> bool:
+        return self.config.pretrain_steps > 0
+
+    def _private_recipe(self, recipe: Recipe) -> Recipe:
+        return dataclasses.replace(
+            recipe,
+            train_steps=self.config.steps or recipe.train_steps,
+            batch_size=self.config.batch_size or recipe.batch_size,
+            learning_rate=self.config.learning_rate or recipe.learning_rate,
+        )
 
     def train(self, job: TrainingJob, unet: UNet2DModel) -> dict[str, Any]:
         if runtime.accelerator().num_processes > 1:
@@ -79,7 +105,9 @@ class DPSGD(Defense):
         if job.recipe.warmup_steps or job.recipe.ema_decay:
             raise BenchmarkError("dpsgd's loop has no learning-rate warm-up or EMA; set the target's warmup_steps and "
                                  "ema_decay to 0")  # fmt: skip
-        n, recipe, k = len(job.members), job.recipe, self.config.noise_multiplicity
+        n, recipe, k = len(job.members), self._private_recipe(job.recipe), self.config.noise_multiplicity
+        if self.uses_public_data():
+            unet.load_state_dict(job.pretrained(self.config.pretrain_steps).state_dict())
         self._choose_noise(n, recipe)
         device = runtime.device()
         unet.to(device)
@@ -119,7 +147,7 @@ class DPSGD(Defense):
         self.steps_ = done.step
         with self._domain_sizing_quiet():
             self.epsilon_ = accountant.get_epsilon(self.delta_)
-        return done.report(epochs=done.step * self.sample_rate_)
+        return done.report(epochs=done.step * self.sample_rate_) | {"pretrain_steps": self.config.pretrain_steps}
 
     def _choose_noise(self, n: int, recipe: Recipe) -> None:
         """q = expected batch ÷ n, δ = 1/(10·n) unless set, and σ for the target ε over the recipe's steps."""
@@ -176,4 +204,7 @@ class DPSGD(Defense):
             "max_grad_norm": self.config.max_grad_norm,
             "noise_multiplicity": self.config.noise_multiplicity,
             "per_sample_gradients": "ghost norms + book-keeping",
+            "mode": "fine-tuned from public pretraining" if self.uses_public_data() else "from scratch",
+            "pretrain_steps": self.config.pretrain_steps,
+            "epsilon_covers": "the private fine-tuning steps only" if self.uses_public_data() else "all training",
         }

@@ -66,6 +66,6 @@ def test_new_defense_is_one_file_validated_and_ranked(tmp_path, request):
     _cli(repo, "leaderboard", "--check", "--dir", str(tmp_path / "board"))
 
     page = (tmp_path / "board" / "LEADERBOARD.md").read_text()
-    ranking = page.split("## Defenses, ranked by their strongest attack")[1].split("## Attacks")[0]
+    ranking = page.split("## Defenses on digits/tiny-0.1M, knowledge `shadow`")[1].split("\n## ")[0]
     assert "| input_noise " in ranking and "| none " in ranking
     assert _benchmark_hashes(repo) == before

@@ -249,3 +249,44 @@ def test_ema_weights_are_what_the_recipe_ends_with(tmp_path):
     report = fit(_job(tmp_path / "ema", steps=6, ema_decay=0.5), averaged)
     assert report["weights"] == "EMA, decay 0.5"
     assert any(not torch.equal(v, averaged.state_dict()[k]) for k, v in raw.state_dict().items())
+
+
+def test_dp_fine_tuning_pretrains_on_public_images_only_and_accounts_for_the_private_steps(tmp_path, monkeypatch):
+    """One pretraining (cached) serves public_only and the DP fine-tune; it sees only the split's
+    public block; ε is the accountant's for the private fine-tuning steps alone."""
+    from opacus.accountants import create_accountant
+
+    import benchmark.run.targets as targets_module
+    from benchmark.run.cache import Cache
+    from benchmark.run.runner import run_suite
+    from conftest import make_suite, tiny_suite_dict
+
+    pretrained_on = []
+
+    def spying_fit(job, unet, **hooks):
+        if hooks.get("title") == "pretraining on public images":
+            pretrained_on.append(job.members.clone())
+        return fit(job, unet, **hooks)
+
+    monkeypatch.setattr(targets_module, "fit", spying_fit)
+    raw = tiny_suite_dict(attacks=["loss"], knowledge=["target-members"])
+    raw["split"] = raw["split"] | {"public": 64}
+    raw["targets"][0]["params"]["train_steps"] = 30
+    fine_tune = {"pretrain_steps": 25, "steps": 12, "batch_size": 16, "target_epsilon": 10}
+    public_only = {"name": "public_only", "params": {"pretrain_steps": 25}}
+    raw["defenses"] = [public_only, {"name": "dpsgd", "params": fine_tune}]
+    cards = {c.defense: c for c in run_suite(make_suite(raw), tmp_path / "out", Cache(tmp_path / "cache"),
+                                              console_table=False)}  # fmt: skip
+    indices = cards["dpsgd"].split_indices
+    assert len(indices["public"]) == 64
+    for block in ("training", "members", "nonmembers", "calibration_members", "calibration_nonmembers"):
+        assert not set(indices["public"]) & set(indices[block])
+    (seen,) = pretrained_on  # one pretraining for both defenses, on exactly the public images
+    images = make_suite(raw).datasets[0].instantiate().load()
+    assert torch.equal(seen, images[indices["public"]])
+    costs = cards["dpsgd"].defense_costs
+    assert costs["steps"] == 12 and costs["epsilon_covers"] == "the private fine-tuning steps only"
+    accountant = create_accountant(mechanism="prv")
+    accountant.history = [(costs["noise_multiplier"], costs["sample_rate"], 12)]
+    assert accountant.get_epsilon(costs["delta"]) == pytest.approx(costs["epsilon"], rel=1e-6)
+    assert cards["public_only"].defense_costs["epsilon"] == 0.0

@@ -61,4 +61,4 @@ def test_two_process_launch_matches_one_process(tmp_path, request):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4, err_msg=attack)
         assert abs(one[attack]["auc"] - two[attack]["auc"]) < 0.02
     # one writer: a single results file, each card once
-    assert len((tmp_path / "two" / "results.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "two" / "results.jsonl").read_text().splitlines()) == 8

@@ -109,6 +109,10 @@ class Defense(LearnedState, abc.ABC):
         """How many held-out images (disjoint from every evaluated image) ``train`` needs."""
         return 0
 
+    def uses_public_data(self) -> bool:
+        """True when ``train`` pretrains on the split's public block (``job.pretrained``)."""
+        return False
+
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Applied to every training batch before noising (augmentation lives here)."""
         return batch
@@ -124,7 +128,7 @@ class Defense(LearnedState, abc.ABC):
     def replaces_procedure(self) -> bool:
         """True when ``train`` is not plain ``fit`` (or needs validation images): a target that
         trains with its own data (latents, captions) can only honour batch transforms."""
-        return type(self).train is not Defense.train or self.validation_size() > 0
+        return type(self).train is not Defense.train or self.validation_size() > 0 or self.uses_public_data()
 
     def changes_training(self) -> bool:
         """True when training under this defense differs from plain training: a model loaded as

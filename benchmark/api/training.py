@@ -79,7 +79,9 @@ class TrainingJob:
     ``validation`` holds images disjoint from every image any attack evaluates (empty unless the
     defense asked for them); ``scratch`` is where checkpoints of this job live. ``conditioning``
     (text-to-image targets) holds each member's caption embedding, passed to the UNet as
-    ``encoder_hidden_states``.
+    ``encoder_hidden_states``. ``public`` holds the split's public images (empty unless the defense
+    uses public data): ``pretrained(steps)`` is the target's recipe trained on them alone, built
+    once by the harness and cached, so every defense pretraining on one pool shares one model.
     """
 
     new_unet: Callable[[], torch.nn.Module]
@@ -91,6 +93,14 @@ class TrainingJob:
     scratch: Path
     conditioning: torch.Tensor | None = None
     trainer: Trainer | None = field(default=None, repr=False)
+    public: torch.Tensor | None = None
+    pretrainer: Callable[[int], torch.nn.Module] | None = field(default=None, repr=False)
+
+    def pretrained(self, steps: int) -> torch.nn.Module:
+        """A fresh network trained ``steps`` steps on ``public`` only (never on a member)."""
+        if self.pretrainer is None or self.public is None or not len(self.public):
+            raise RuntimeError("this TrainingJob has no public images; the defense must declare uses_public_data()")
+        return self.pretrainer(steps)
 
     def fit(
         self,

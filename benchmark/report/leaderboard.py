@@ -1,8 +1,9 @@
 """The published leaderboard: one validated card (+ its raw scores) per cell under ``leaderboard/cards``.
 
 Cards are the source of truth. ``publish`` copies a run's cards in; ``regenerate`` rewrites
-``LEADERBOARD.md`` and the plots from them; ``check`` fails when a card is invalid, its metrics do
-not follow from its own scores, or the page is not what the cards generate.
+``LEADERBOARD.md``, the plots and the static site (``site/index.html``) from them; ``check`` fails
+when a card is invalid, its metrics do not follow from its own scores, or the page or the site is
+not what the cards generate.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
 from benchmark.report.card import Card
 from benchmark.report.metrics import point_metrics
-from benchmark.report.render import leaderboard_markdown, plot_names, write_outputs
+from benchmark.report.render import leaderboard_html, leaderboard_markdown, plot_names, write_outputs
 from benchmark.run.results import ResultStore
 from benchmark.run.suite import caption_conditioned_attacks
 
 DEFAULT_DIR = Path("leaderboard")
+# the suites the committed page is built from (each runs cold in under 100 minutes on 2 CPU cores)
+PUBLISHED_SUITES = ("full", "defenses", "regimes", "memorising")
 TOLERANCE = 1e-9
 
 
 def card_stem(card: Card) -> str:
-    parts = [card.dataset, card.target, card.defense, f"seed{card.seed}", card.attack]
+    parts = [card.dataset, card.target, card.defense, f"seed{card.seed}", card.attack, card.knowledge]
     return "__".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)) for p in parts)
 
 
@@ -48,6 +51,7 @@ class Leaderboard:
     def __init__(self, folder: Path = DEFAULT_DIR) -> None:
         self.folder = Path(folder)
         self.cards_dir = self.folder / "cards"
+        self.site_page = self.folder / "site" / "index.html"
 
     def load(self) -> list[Card]:
         """Every card, validated as a :class:`Card` and against its own scores."""
@@ -97,7 +101,20 @@ class Leaderboard:
     def regenerate(self) -> int:
         cards = self.load()
         write_outputs(self.folder, cards, self.load_scores, console_table=False, unshown=caption_conditioned_attacks())
+        self._write_site(cards, self.site_page.parent)
         return len(cards)
+
+    def write_site(self, folder: Path) -> Path:
+        """The page as one self-contained HTML file in ``folder`` (figures embedded; opens offline)."""
+        return self._write_site(self.load(), Path(folder))
+
+    def _write_site(self, cards: list[Card], folder: Path) -> Path:
+        page = folder / "index.html"
+        atomic_write_text(page, self._site(cards))
+        return page
+
+    def _site(self, cards: list[Card]) -> str:
+        return leaderboard_html(cards, self.load_scores, self.folder, caption_conditioned_attacks())
 
     def check(self) -> int:
         cards = self.load()
@@ -105,10 +122,12 @@ class Leaderboard:
         plots = plot_names(cards)
         stale = f"run `python -m benchmark leaderboard --dir {self.folder}` and commit the result"
         if not page.is_file() or page.read_text() != leaderboard_markdown(
-            cards, plots, self.load_scores, caption_conditioned_attacks()
+            cards, self.load_scores, caption_conditioned_attacks()
         ):
             raise BenchmarkError(f"{page} is out of date with {self.cards_dir}; {stale}")
         missing = [p for p in plots if not (self.folder / p).is_file()]
         if missing:
             raise BenchmarkError(f"{self.folder} lacks the plots {', '.join(missing)}; {stale}")
+        if not self.site_page.is_file() or self.site_page.read_text() != self._site(cards):
+            raise BenchmarkError(f"{self.site_page} is out of date with {self.cards_dir}; {stale}")
         return len(cards)

@@ -1,13 +1,18 @@
-"""LEADERBOARD.md, its plots and the console table, generated from cards — never edited by hand.
+"""LEADERBOARD.md, the static site, their plots and the console table, generated from cards — never
+edited by hand.
 
-The same renderer serves a run folder (``runs/<suite>/``) and the published ``leaderboard/``.
+One function (``page``) decides what the page says; two templates write it, as markdown (GitHub
+renders its ``<details>`` folds) and as one self-contained HTML file with sortable tables and
+embedded figures. The same renderer serves a run folder (``runs/<suite>/``) and ``leaderboard/``.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -17,7 +22,16 @@ from rich.table import Table
 
 from benchmark.core.storage import atomic_write_text
 from benchmark.report.card import Card
-from benchmark.report.plots import budget_plot, frontier_plot, roc_plot
+from benchmark.report.plots import (
+    ROC_SHOWN,
+    attack_colours,
+    base_attack,
+    budget_plot,
+    frontier_plot,
+    regime_plot,
+    roc_plot,
+)
+from benchmark.report.summary import papers_order, summary
 from benchmark.report.tables import (
     GROUP,
     ScoreLoader,
@@ -27,7 +41,23 @@ from benchmark.report.tables import (
     detail_table,
     paired_comparisons,
     provenance_table,
+    regime_table,
     seed_summary,
+)
+
+HEADLINE_KNOWLEDGE = "shadow"
+INVERTED_BELOW = 0.4
+INVERTED_NOTE = (
+    "Below 0.5 the statistic still separates members from non-members, but with the opposite sign to the one the "
+    "attacker learned on its calibration data (a shadow model's, or labelled target members'): on this target the "
+    "members score lower where the calibration model's scored higher. 1 − AUC is what the statistic would reach "
+    "with the sign this target needs, which an attacker without labelled members of this very model cannot choose; "
+    "under knowledge `none` the sign is the paper's."
+)
+WORST_CASE_NOTE = (
+    "Lower is more private. The worst case is picked after the fact: for each defense, the largest seed-averaged AUC "
+    "(and, separately, TPR@1%FPR) over every attack run on it, measured on the evaluated images; ± is the spread of "
+    "that attack over seeds (target retrains), `n=1` a single seed."
 )
 
 
@@ -35,11 +65,43 @@ from benchmark.report.tables import (
 class Section:
     title: str
     text: str
-    table: str
+    frame: pd.DataFrame
+
+    @property
+    def markdown(self) -> str:
+        return self.frame.to_markdown(index=False)
+
+    @property
+    def html(self) -> str:
+        return self.frame.to_html(index=False, border=0, classes="sortable", na_rep="—")
+
+
+@dataclass
+class Figure:
+    title: str
+    file: str
+
+
+@dataclass
+class Page:
+    """What the page says, in order: the first screen, then folds, then figures."""
+
+    suites: str
+    captioned: str
+    answers: dict[str, list[str]]
+    papers: str
+    headline: Section | None
+    folded: list[Section] = field(default_factory=list)
+    significant: Section | None = None
+    inverted: Section | None = None
+    figures: list[Figure] = field(default_factory=list)
+    folded_figures: list[Figure] = field(default_factory=list)
+    versions: str = ""
+    seeds: list[int] = field(default_factory=list)
 
 
 @functools.cache
-def _template() -> jinja2.Template:
+def _template(name: str) -> jinja2.Template:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("benchmark.report", "templates"),
         trim_blocks=True,
@@ -47,61 +109,138 @@ def _template() -> jinja2.Template:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    return environment.get_template("leaderboard.md.j2")
+    return environment.get_template(name)
 
 
-def _section(title: str, text: str, frame: pd.DataFrame) -> Section:
-    return Section(title, text, frame.to_markdown(index=False))
+def _targets(cards: list[Card]) -> dict[tuple[str, str], list[Card]]:
+    """Cards per (dataset, target), the `full` suite's targets first (the headline), then page order."""
+    ordered = sorted(cards, key=lambda c: c.suite != "full")
+    targets: dict[tuple[str, str], list[Card]] = {}
+    for card in ordered:
+        targets.setdefault((card.dataset, card.target), []).append(card)
+    return targets
 
 
-def leaderboard_markdown(
-    cards: list[Card], plots: list[str], load_scores: ScoreLoader, unshown: Sequence[str] = ()
-) -> str:
-    """The page: defenses by strongest attack, attacks, per-target detail, budget, provenance, plots.
+def _knowledge(cards: list[Card]) -> str:
+    levels = {c.knowledge for c in cards}
+    return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
 
-    ``unshown`` names registered attacks the page cannot show (caption-conditioned ones on an
-    unconditional board); the caller asks the registry, so rendering imports no plugin."""
+
+def _slug(*parts: object) -> str:
+    return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+def figure_plan(cards: list[Card]) -> tuple[list[Figure], list[Figure]]:
+    """(figures shown, figures folded): a pure function of the cards, so ``--check`` can predict them."""
     main = [c for c in cards if not c.budget]
-    scored = {c.attack_name for c in cards}
-    sections = [
-        _section(
-            "Defenses, ranked by their strongest attack",
-            "Lower is more private; one ranking per knowledge level (what the attacker calibrated on). The worst case "
-            "is picked after the fact: the largest seed-averaged AUC (and, separately, TPR@1%FPR) over every attack on "
-            "the evaluated images, so it bounds what any one attack reached rather than being one attack's number.",
-            defense_ranking(main),
-        ),
-        _section("Attacks", "Per defense, mean ± std over every target and seed, strongest first.", attack_table(main)),
-    ]
-    for keys, group in _grouped(main):
-        sections.append(_section(" / ".join(map(str, keys)), "", detail_table(group)))
-        if len({c.seed for c in group}) > 1:
-            title = f"{' / '.join(map(str, keys))}: across seeds"
-            sections.append(_section(title, "", seed_summary(group).drop(columns=GROUP)))
+    shown, folded = [], []
+    for index, ((dataset, target), group) in enumerate(_targets(main).items()):
+        knowledge = _knowledge(group)
+        runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
+        if ("none" in runs) and len(runs["none"]) > 1:
+            title = f"{dataset}/{target}: the strongest attacks, undefended"
+            top = Figure(title, f"roc_top_{_slug(dataset, target)}.png")
+            (shown if index == 0 else folded).append(top)
+        for defense in runs:
+            folded.append(Figure(f"{dataset}/{target}/{defense}: every attack",
+                                 f"roc_{_slug(dataset, target, defense)}.png"))  # fmt: skip
+    if main:
+        shown.append(Figure("Privacy against utility", "frontier.png"))
+    if regime_table([c for c in main if c.suite == "regimes"]).get("members", pd.Series()).nunique() > 1:
+        shown.append(Figure("The training-set-size curve", "regimes.png"))
+    if any(c.budget for c in cards):
+        shown.append(Figure("Query budget", "budget.png"))
+    return shown, folded
+
+
+def _first_seed_runs(cards: list[Card]) -> dict[str, list[Card]]:
+    """Per defense, the cards of its first seed (one ROC per defense and target)."""
+    runs: dict[str, list[Card]] = {}
+    for defense in dict.fromkeys(c.defense for c in cards):
+        mine = [c for c in cards if c.defense == defense]
+        first = min(c.seed for c in mine)
+        runs[defense] = [c for c in mine if c.seed == first]
+    return runs
+
+
+def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = ()) -> Page:
+    main = [c for c in cards if not c.budget]
+    targets = _targets(main)
+    rankings = []
+    for (dataset, target), group in targets.items():
+        for knowledge in sorted({c.knowledge for c in group}, key=lambda k: k != HEADLINE_KNOWLEDGE):
+            chosen = [c for c in group if c.knowledge == knowledge]
+            rankings.append(Section(f"Defenses on {dataset}/{target}, knowledge `{knowledge}`", WORST_CASE_NOTE,
+                                    defense_ranking(chosen)))  # fmt: skip
+    headline = rankings[0] if rankings else None
+    folded = rankings[1:]
+    for knowledge in sorted({c.knowledge for c in main}, key=lambda k: k != HEADLINE_KNOWLEDGE):
+        chosen = [c for c in main if c.knowledge == knowledge]
+        folded.append(Section(f"Attacks, knowledge `{knowledge}`",
+                              "Per defense, mean ± std over every target and seed, strongest first.",
+                              attack_table(chosen)))  # fmt: skip
+    regimes = regime_table([c for c in main if c.suite == "regimes"])
+    if len(regimes):
+        folded.append(Section("The training-set-size curve (undefended, knowledge `shadow`)",
+                              "Mean (± std over seeds) per attack and member count; see `regimes.png`.",
+                              _regime_frame(regimes)))  # fmt: skip
     paired = paired_comparisons(main, load_scores)
+    significant = None
     if len(paired):
-        sections.append(_section(
-            "Paired comparison: the attack best on calibration data against each other attack",
-            "AUC difference on the same evaluated images, paired bootstrap; the best attack is chosen on the "
-            "attacker's calibration data, never on these images; p-values Holm-corrected per target and seed.",
-            paired,
-        ))  # fmt: skip
+        note = ("AUC difference on the same evaluated images, paired bootstrap; the compared attack is the one best on "
+                "the attacker's calibration data (never chosen on these images); p-values Holm-corrected per target, "
+                "knowledge and seed.")  # fmt: skip
+        kept = paired[paired["significant"] == "yes"].drop(columns=["significant"])
+        significant = Section("Significant paired differences", note, kept) if len(kept) else None
+        folded.append(Section("Every paired comparison", note, paired))
+    for group in targets.values():
+        for keys, cells in _grouped(group):
+            folded.append(Section(" / ".join(map(str, keys)), "Per seed, with 95% bootstrap intervals.",
+                                  detail_table(cells)))  # fmt: skip
+            if len({c.seed for c in cells}) > 1:
+                folded.append(Section(f"{' / '.join(map(str, keys))}: across seeds", "",
+                                      seed_summary(cells).drop(columns=GROUP)))  # fmt: skip
     budget = budget_table(cards)
     if len(budget):
-        sections.append(_section(
-            "Query budget",
-            "Each point is its own cell (mean over seeds); queries are counted by the adapter. See `budget.png`.",
-            budget,
-        ))  # fmt: skip
-    sections.append(_section("Provenance", "", provenance_table(cards)))
-    return _template().render(
+        folded.append(Section("Query budget", "Each point is its own cell (mean over seeds); queries are counted by "
+                              "the adapter. See `budget.png`.", budget))  # fmt: skip
+    folded.append(Section("Provenance", "", provenance_table(cards)))
+    shown, folded_figures = figure_plan(cards)
+    scored = {c.attack_name for c in cards}
+    below = [c for c in main if c.auc < INVERTED_BELOW]
+    inverted = None
+    if below:
+        inverted = Section(f"Attacks below AUC {INVERTED_BELOW}", INVERTED_NOTE, pd.DataFrame([
+            {"target": f"{c.dataset}/{c.target}/{c.defense}", "seed": c.seed, "attack": c.attack,
+             "knowledge": c.knowledge, "AUC": f"{c.auc:.3f}", "sign learned": "−" if c.orientation < 0 else "+",
+             "1 − AUC": f"{1 - c.auc:.3f}"}
+            for c in below
+        ]))  # fmt: skip
+    return Page(
         suites=", ".join(sorted({f"`{c.suite}` (version {c.suite_version})" for c in cards})),
         captioned=", ".join(f"`{name}`" for name in sorted(set(unshown) - scored)),
-        sections=sections,
+        answers=summary(main),
+        papers=papers_order(),
+        headline=headline,
+        folded=folded,
+        significant=significant,
+        inverted=inverted,
+        figures=shown,
+        folded_figures=folded_figures,
         versions=", ".join(sorted({f"{k} {v}" for c in cards for k, v in c.versions.items()})),
         seeds=sorted({c.seed for c in cards}),
-        plots=plots,
     )
+
+
+def _regime_frame(regimes: pd.DataFrame) -> pd.DataFrame:
+    frame = regimes.copy()
+    frame["AUC"] = [f"{a:.3f} ± {s:.3f}" if n > 1 else f"{a:.3f} (n=1)"
+                    for a, s, n in zip(frame["auc"], frame["auc_std"], frame["seeds"], strict=True)]  # fmt: skip
+    frame["TPR@1%FPR"] = [f"{a:.3f} ± {s:.3f}" if n > 1 else f"{a:.3f} (n=1)"
+                          for a, s, n in zip(frame["tpr"], frame["tpr_std"], frame["seeds"], strict=True)]  # fmt: skip
+    wide = frame.pivot(index="attack", columns="members", values="AUC")
+    wide.columns = [f"AUC, {m} members" for m in wide.columns]
+    return wide.reset_index()
 
 
 def _grouped(cards: list[Card]) -> list[tuple[tuple, list[Card]]]:
@@ -111,19 +250,41 @@ def _grouped(cards: list[Card]) -> list[tuple[tuple, list[Card]]]:
     return list(groups.items())
 
 
-def _runs(cards: list[Card]) -> dict[tuple, list[Card]]:
-    runs: dict[tuple, list[Card]] = {}
-    for card in cards:
-        if not card.budget:
-            runs.setdefault((card.dataset, card.target, card.defense, card.seed), []).append(card)
-    return runs
+def leaderboard_markdown(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = ()) -> str:
+    return _template("leaderboard.md.j2").render(page=page(cards, load_scores, unshown))
+
+
+def leaderboard_html(
+    cards: list[Card], load_scores: ScoreLoader, figures_dir: Path, unshown: Sequence[str] = ()
+) -> str:
+    """The same page as one HTML file: sortable tables, figures embedded from ``figures_dir``."""
+    content = page(cards, load_scores, unshown)
+
+    def embedded(figure: Figure) -> str:
+        data = base64.b64encode((figures_dir / figure.file).read_bytes()).decode("ascii")
+        return f"data:image/png;base64,{data}"
+
+    return _template("leaderboard.html.j2").render(page=content, embedded=embedded, escape=html.escape)
 
 
 def plot_names(cards: list[Card]) -> list[str]:
-    """The figures the page links to, in page order (a pure function, so ``--check`` can predict them)."""
-    names = [f"roc_{dataset}_{target}_{defense}_seed{seed}.png" for dataset, target, defense, seed in _runs(cards)]
-    frontier = ["frontier.png"] if names else []
-    return [*frontier, *names] + (["budget.png"] if any(c.budget for c in cards) else [])
+    shown, folded = figure_plan(cards)
+    return [f.file for f in shown + folded]
+
+
+def write_figures(folder: Path, cards: list[Card], load_scores: ScoreLoader) -> None:
+    main = [c for c in cards if not c.budget]
+    colours = attack_colours(base_attack(c) for c in cards)
+    for (dataset, target), group in _targets(main).items():
+        knowledge = _knowledge(group)
+        runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
+        for defense, run in runs.items():
+            roc_plot(run, load_scores, folder / f"roc_{_slug(dataset, target, defense)}.png", colours)
+        if "none" in runs and len(runs["none"]) > 1:
+            roc_plot(runs["none"], load_scores, folder / f"roc_top_{_slug(dataset, target)}.png", colours, ROC_SHOWN)
+    frontier_plot(main, folder / "frontier.png")
+    regime_plot([c for c in main if c.suite == "regimes"], folder / "regimes.png", colours)
+    budget_plot(cards, folder / "budget.png", colours)
 
 
 def write_outputs(
@@ -131,11 +292,8 @@ def write_outputs(
 ) -> None:
     if not cards:
         return
-    for (dataset, target, defense, seed), group in _runs(cards).items():
-        roc_plot(group, load_scores, folder / f"roc_{dataset}_{target}_{defense}_seed{seed}.png")
-    budget_plot(cards, folder / "budget.png")
-    frontier_plot(cards, folder / "frontier.png")
-    atomic_write_text(folder / "LEADERBOARD.md", leaderboard_markdown(cards, plot_names(cards), load_scores, unshown))
+    write_figures(folder, cards, load_scores)
+    atomic_write_text(folder / "LEADERBOARD.md", leaderboard_markdown(cards, load_scores, unshown))
     if console_table:
         print_table([c for c in cards if not c.budget])
 
@@ -145,7 +303,7 @@ def print_table(cards: list[Card]) -> None:
     for (dataset, target, defense, knowledge), group in _grouped(cards):
         for seed in sorted({c.seed for c in group}):
             table = Table(title=f"{dataset} / {target} / {defense} / seed {seed} / knowledge {knowledge}")
-            for column in ("attack", "threat model", "AUC", "ASR", "TPR@1%", "TPR@0.1%", "queries"):
+            for column in ("attack", "threat model", "AUC", "ASR (best τ)", "TPR@1%", "TPR@0.1%", "queries"):
                 table.add_column(column, justify="left" if column in ("attack", "threat model") else "right")
             for c in (c for c in group if c.seed == seed):
                 table.add_row(

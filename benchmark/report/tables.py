@@ -31,7 +31,10 @@ def _fmt_metric(card: Card, key: str) -> str:
 
 
 def _mean_std(values: pd.Series) -> str:
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+    """``mean ± std`` over seeds; one seed says ``n=1`` (a ± 0.000 would read as no spread)."""
+    if len(values) < 2:
+        return f"{values.mean():.3f} (n=1)"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
 def detail_table(cards: list[Card]) -> pd.DataFrame:
@@ -60,6 +63,7 @@ def _frame(cards: list[Card]) -> pd.DataFrame:
                 **{k: c.metric(k) for k in (*GROUP, "attack", "threat_model", "seed", "queries_per_sample")},
                 "backward": c.backward_passes_per_sample,
                 **{title: c.metric(key) for key, title in METRICS},
+                "members": (c.split_sizes or {}).get("members", np.nan),
                 "heldout_mse": c.utility.get("heldout_denoising_mse", np.nan),
                 "fid": np.nan if c.utility.get("fid") is None else c.utility["fid"],
                 "epsilon": c.defense_costs.get("epsilon", np.nan),
@@ -93,43 +97,99 @@ def attack_table(cards: list[Card]) -> pd.DataFrame:
     return ranked.drop(columns=["_rank", "_defense"]).reset_index()
 
 
-def worst_case(cards: list[Card]) -> pd.DataFrame:
-    """Per dataset/target/defense: the strongest attack by AUC and by TPR@1%FPR (each averaged over seeds)."""
+def attack_means(cards: list[Card]) -> pd.DataFrame:
+    """Each attack's AUC and TPR@1%FPR averaged over seeds, with its queries, strongest first."""
     if not cards:
         return pd.DataFrame()
-    per_attack = _frame(cards).groupby([*GROUP, "attack"], as_index=False).mean(numeric_only=True)
+    frame = _frame(cards)
+    out = frame.groupby("attack", as_index=False).agg(
+        auc=("AUC", "mean"), tpr=("TPR@1%FPR", "mean"), queries=("queries_per_sample", "mean"),
+        seeds=("seed", "nunique"),
+    )  # fmt: skip
+    return out.sort_values(["auc", "attack"], ascending=[False, True]).reset_index(drop=True)
+
+
+def worst_case(cards: list[Card]) -> pd.DataFrame:
+    """Per dataset/target/defense/knowledge: the strongest attack by AUC and by TPR@1%FPR (each
+    averaged over seeds, the maximum then taken over attacks), the spread of that attack over
+    seeds, and the utility (mean and spread over seeds)."""
+    if not cards:
+        return pd.DataFrame()
+    frame = _frame(cards)
+    per_attack = frame.groupby([*GROUP, "attack"], as_index=False).agg(
+        auc=("AUC", "mean"), auc_std=("AUC", "std"), tpr=("TPR@1%FPR", "mean"), tpr_std=("TPR@1%FPR", "std"),
+        seeds=("seed", "nunique"),
+    )  # fmt: skip
+    utility = frame.drop_duplicates([*GROUP, "seed"]).groupby(GROUP).agg(
+        fid=("fid", "mean"), fid_std=("fid", "std"), mse=("heldout_mse", "mean"), mse_std=("heldout_mse", "std"),
+        epsilon=("epsilon", "mean"),
+    )  # fmt: skip
     rows = []
     for keys, group in per_attack.groupby(GROUP, sort=False):
-        by_auc = group.loc[group["AUC"].idxmax()]
-        by_tpr = group.loc[group["TPR@1%FPR"].idxmax()]
+        by_auc, by_tpr = group.loc[group["auc"].idxmax()], group.loc[group["tpr"].idxmax()]
         rows.append(
             {
                 **dict(zip(GROUP, keys, strict=True)),
-                "auc": by_auc["AUC"],
-                "auc_attack": by_auc["attack"],
-                "tpr": by_tpr["TPR@1%FPR"],
-                "tpr_attack": by_tpr["attack"],
-                "heldout_mse": group["heldout_mse"].mean(),
-                "fid": group["fid"].mean(),
-                "epsilon": group["epsilon"].mean(),
+                "auc": by_auc["auc"], "auc_std": by_auc["auc_std"], "auc_attack": by_auc["attack"],
+                "tpr": by_tpr["tpr"], "tpr_std": by_tpr["tpr_std"], "tpr_attack": by_tpr["attack"],
+                "seeds": int(group["seeds"].max()), "attacks": len(group),
+                **utility.loc[keys].to_dict(),
             }
-        )
+        )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _spread(value: float, std: float, seeds: int, digits: int = 3) -> str:
+    return f"{value:.{digits}f} (n=1)" if seeds < 2 or np.isnan(std) else f"{value:.{digits}f} ± {std:.{digits}f}"
 
 
 def defense_ranking(cards: list[Card]) -> pd.DataFrame:
     """Each defense judged by its strongest attack, most private first, utility beside it."""
     worst = worst_case(cards).sort_values("auc")
+    if worst.empty:
+        return worst
     return pd.DataFrame(
         {
-            **{key: worst[key] for key in GROUP},
-            "worst-case AUC": [f"{a:.3f} ({n})" for a, n in zip(worst["auc"], worst["auc_attack"], strict=True)],
-            "worst-case TPR@1%FPR": [f"{t:.3f} ({n})" for t, n in zip(worst["tpr"], worst["tpr_attack"], strict=True)],
-            "FID (lower = better samples)": ["—" if np.isnan(f) else f"{f:.1f}" for f in worst["fid"]],
-            "held-out denoising MSE": [f"{m:.4f}" for m in worst["heldout_mse"]],
+            "defense": worst["defense"],
+            "seeds": worst["seeds"],
+            "worst-case AUC": [f"{_spread(r.auc, r.auc_std, r.seeds)} ({r.auc_attack})" for r in worst.itertuples()],
+            "worst-case TPR@1%FPR": [
+                f"{_spread(r.tpr, r.tpr_std, r.seeds)} ({r.tpr_attack})" for r in worst.itertuples()
+            ],
+            "FID (lower = better)": ["—" if np.isnan(r.fid) else _spread(r.fid, r.fid_std, r.seeds, 1)
+                                     for r in worst.itertuples()],  # fmt: skip
+            "held-out MSE": [_spread(r.mse, r.mse_std, r.seeds, 4) for r in worst.itertuples()],
             "ε": ["∞" if np.isnan(e) else f"{e:.2f}" for e in worst["epsilon"]],
         }
     )
+
+
+def frontier_points(cards: list[Card]) -> pd.DataFrame:
+    """The frontier plot's points: each defense's worst case under knowledge ``shadow`` (where a
+    target has none, its first knowledge level), per ``dataset/target``, with seed spreads."""
+    worst = worst_case([c for c in cards if not c.budget])
+    if worst.empty:
+        return worst
+    preferred = worst.groupby(["dataset", "target"])["knowledge"].transform(
+        lambda levels: "shadow" if "shadow" in set(levels) else levels.iloc[0]
+    )
+    worst = worst[worst["knowledge"] == preferred].copy()
+    worst["target"] = worst["dataset"] + "/" + worst["target"]
+    return worst.fillna({"auc_std": 0.0, "tpr_std": 0.0, "fid_std": 0.0, "mse_std": 0.0})
+
+
+def regime_table(cards: list[Card]) -> pd.DataFrame:
+    """Undefended targets by training-set size: each attack's AUC and TPR@1%FPR (mean, std and
+    seeds) per member count, under knowledge ``shadow``."""
+    chosen = [c for c in cards if c.defense == "none" and c.knowledge == "shadow" and not c.budget]
+    if not chosen:
+        return pd.DataFrame()
+    frame = _frame(chosen)
+    out = frame.groupby(["attack", "members"], as_index=False).agg(
+        auc=("AUC", "mean"), auc_std=("AUC", "std"), tpr=("TPR@1%FPR", "mean"), tpr_std=("TPR@1%FPR", "std"),
+        seeds=("seed", "nunique"), queries=("queries_per_sample", "mean"),
+    )  # fmt: skip
+    return out.fillna({"auc_std": 0.0, "tpr_std": 0.0}).sort_values(["attack", "members"])
 
 
 def budget_table(cards: list[Card]) -> pd.DataFrame:

@@ -52,11 +52,20 @@ def unused_pool(split: Split, n_images: int) -> np.ndarray:
 
 def obtain_target(
     images: torch.Tensor, members: np.ndarray, pool: np.ndarray, key: dict, target: Component,
-    defense: Component, seed: int, cache: Cache, captions: list[str] | None = None,
+    defense: Component, seed: int, cache: Cache, captions: list[str] | None = None, public: np.ndarray | None = None,
 ) -> TrainedTarget:  # fmt: skip
     """Train (or load) a target on ``images[members]``; a defense that asks for validation images
-    gets a seeded draw from ``pool``, and the draw joins the cache key."""
+    gets a seeded draw from ``pool``, one that pretrains on public data gets ``images[public]``,
+    and both join the cache key."""
     instance = defense.instantiate()
+    public_images = None
+    if instance.uses_public_data():
+        if public is None or not len(public):
+            raise BenchmarkError(
+                f"defense {defense.label} pretrains on public images but the split has none; set split: public: N"
+            )
+        public_images = images[public]
+        key = key | {"public_sha256": sha256_json(public.tolist())}
     wanted = instance.validation_size()
     validation = None
     if wanted:
@@ -69,7 +78,8 @@ def obtain_target(
         validation = images[chosen]
         key = key | {"validation_sha256": sha256_json(chosen.tolist())}
     member_captions = pick(captions, members)
-    return obtain(target.instantiate(), images[members], instance, seed, cache, key, validation, member_captions)
+    return obtain(target.instantiate(), images[members], instance, seed, cache, key, validation, member_captions,
+                  public_images)  # fmt: skip
 
 
 @dataclass
@@ -99,7 +109,7 @@ def shadow_target(
     members, nonmembers = np.sort(order[:size]), np.sort(order[size : 2 * size])
     key = target_key(dataset, sha256_json({"shadow": index, "members": members}), target, defense)
     rest = np.setdiff1d(pool, order[: 2 * size])
-    trained = obtain_target(images, members, rest, key, target, defense, seed, cache, captions)
+    trained = obtain_target(images, members, rest, key, target, defense, seed, cache, captions, split.public)
     return ShadowTarget(trained.model, members, nonmembers)
 
 
@@ -125,7 +135,7 @@ def cell_hash(
             "shadows": suite.shadows if cell.knowledge == "shadow" else 0,
             "suite_version": suite.version,
             "dataset": dataset.description,
-            "split": config_dict(suite.split),
+            "split": config_dict(suite.split_for(target)),
             "target": target.description,
             "defense": defense.description,
             "attack": cell.attack.description,
@@ -183,8 +193,8 @@ def plan_groups(suite: Suite, cache: Cache) -> Iterator[TargetCells]:
         images, labels, captions = source.load(), source.labels(), source.captions()
         features = _lazy_features(dataset, images, labels, cache)
         for seed in suite.seeds:
-            split = make_split(images, suite.split, seed)
             for target in suite.targets:
+                split = make_split(images, suite.split_for(target), seed)
                 for defense in suite.defenses_for(seed):
                     cells = [Cell(a, k) for a in suite.attacks_for(defense) for k in suite.knowledge_for(a)]
                     hashes = {c.id: cell_hash(suite, dataset, target, defense, c, seed) for c in cells}
@@ -241,7 +251,7 @@ def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dic
     pool = unused_pool(split, len(images))
     captions = cells.captions
     trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache,
-                            captions)  # fmt: skip
+                            captions, split.public)  # fmt: skip
     progress.doing = f"measuring the utility of {cells.where}"
     utility = measure_utility(
         trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
@@ -303,7 +313,7 @@ def _card(
             "dataset": cells.dataset.label,
             "dataset_config": cells.dataset.description["config"],
             "split_sha256": cells.split.sha256,
-            "split_sizes": config_dict(cells.suite.split),
+            "split_sizes": config_dict(cells.suite.split_for(cells.target)),
             "split_indices": cells.split.indices(),
             "target": cells.target.label,
             "target_config": cells.target.description["config"],

@@ -1,12 +1,15 @@
 """Seeded, hashed member / non-member / calibration splits drawn from one pool of images.
 
 Members and non-members come from the same permutation of the same pool, so an attack cannot win
-by telling two distributions apart. Calibration members are trained on too (thresholds and
-timesteps need labelled members), but are never among the evaluated images.
+by telling two distributions apart. Calibration members are trained on too (an attacker with the
+``target-members`` knowledge holds them labelled), but are never among the evaluated images. The
+``public`` block is what a defense may pretrain on (public data, in the DP fine-tuning sense):
+disjoint from every other block, and so from every image an attack evaluates or calibrates on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +31,17 @@ class SplitSizes:
     # A SecMI-style split file (.npz with mia_train_idxs / mia_eval_idxs): the target was trained on
     # every mia_train_idxs image; the blocks above are drawn from the two sets instead of the dataset.
     indices_file: str = added_later("")
+    public: int = added_later(0)
 
     def validate(self) -> None:
         if self.indices_file and self.null:
             raise ValueError("a null split cannot use an indices_file (its members are trained on by definition)")
         if self.members < 2 or self.nonmembers < 2:
             raise ValueError("members and nonmembers need at least 2 images each (both classes for a ROC)")
-        if self.calibration_members < 0 or self.calibration_nonmembers < 0:
-            raise ValueError("calibration sizes cannot be negative")
+        if self.calibration_members < 0 or self.calibration_nonmembers < 0 or self.public < 0:
+            raise ValueError("calibration and public sizes cannot be negative")
+        if self.public and self.indices_file:
+            raise ValueError("a public block cannot be drawn from a split file; set public: 0")
 
 
 @dataclass
@@ -49,15 +55,17 @@ class Split:
     training: np.ndarray
     sha256: str
     null: bool
+    public: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def indices(self) -> dict[str, list[int]]:
-        return {
+        blocks = {
             "members": self.members.tolist(),
             "nonmembers": self.nonmembers.tolist(),
             "calibration_members": self.calibration_members.tolist(),
             "calibration_nonmembers": self.calibration_nonmembers.tolist(),
             "training": self.training.tolist(),
         }
+        return blocks | ({"public": self.public.tolist()} if len(self.public) else {})
 
 
 def dataset_fingerprint(images: torch.Tensor) -> str:
@@ -72,9 +80,8 @@ def make_split(images: torch.Tensor, sizes: SplitSizes, seed: int) -> Split:
     """
     if sizes.indices_file:
         return _split_from_file(images, sizes, seed)
-    blocks = [sizes.members, sizes.nonmembers, sizes.calibration_members, sizes.calibration_nonmembers]
-    if sizes.null:
-        blocks.append(sizes.members)
+    blocks = [sizes.members, sizes.nonmembers, sizes.calibration_members, sizes.calibration_nonmembers,
+              sizes.public, sizes.members if sizes.null else 0]  # fmt: skip
     if sum(blocks) > len(images):
         raise BenchmarkError(
             f"the split asks for {sum(blocks)} images but the dataset has {len(images)}; "
@@ -83,24 +90,25 @@ def make_split(images: torch.Tensor, sizes: SplitSizes, seed: int) -> Split:
     order = np.random.default_rng(seed).permutation(len(images))
     cuts = np.cumsum([0, *blocks])
     parts = [np.sort(order[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    members, nonmembers, cal_members, cal_nonmembers = parts[:4]
-    trained_members = parts[4] if sizes.null else members
+    members, nonmembers, cal_members, cal_nonmembers, public = parts[:5]
+    trained_members = parts[5] if sizes.null else members
     training = np.sort(np.concatenate([trained_members, cal_members]))
-    return _finish(images, members, nonmembers, cal_members, cal_nonmembers, training, sizes.null)
+    return _finish(images, members, nonmembers, cal_members, cal_nonmembers, training, sizes.null, public)
 
 
-def _finish(images, members, nonmembers, cal_members, cal_nonmembers, training, null: bool) -> Split:
-    sha = sha256_json(
-        {
-            "dataset": dataset_fingerprint(images),
-            "members": members,
-            "nonmembers": nonmembers,
-            "calibration_members": cal_members,
-            "calibration_nonmembers": cal_nonmembers,
-            "training": training,
-        }
-    )
-    return Split(members, nonmembers, cal_members, cal_nonmembers, training, sha, null)
+def _finish(images, members, nonmembers, cal_members, cal_nonmembers, training, null: bool, public=None) -> Split:
+    blocks = {
+        "dataset": dataset_fingerprint(images),
+        "members": members,
+        "nonmembers": nonmembers,
+        "calibration_members": cal_members,
+        "calibration_nonmembers": cal_nonmembers,
+        "training": training,
+    }
+    if public is not None and len(public):  # only a split with a public block hashes one (older hashes hold)
+        blocks["public"] = public
+    public = np.empty(0, dtype=np.int64) if public is None else public
+    return Split(members, nonmembers, cal_members, cal_nonmembers, training, sha256_json(blocks), null, public)
 
 
 def read_indices_file(path: str, n_images: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,10 +25,12 @@ from benchmark.run.targets import incompatibility
 class Component:
     """A registered plugin with its resolved config; ``label`` tells two configs of one plugin apart.
 
-    ``seeds`` (defenses) limits a component to some of the suite's seeds, ``defenses`` (budget
-    points) to some defenses, and ``knowledge`` (attacks) to some knowledge levels: they choose
-    which cells exist, never what a cell computes, so they stay out of ``description`` and of
-    every hash (a cell's knowledge joins its hash on its own).
+    ``seeds`` (defenses) limits a component to some of the suite's seeds, ``defenses`` (attacks,
+    budget points) to some defenses, and ``knowledge`` (attacks) to some knowledge levels: they
+    choose which cells exist, never what a cell computes, so they stay out of ``description`` and
+    of every hash (a cell's knowledge joins its hash on its own). ``split`` (targets) overrides
+    the suite's split sizes for one target (a training-set-size sweep lists one target per size);
+    the sizes a cell uses join its hash.
     """
 
     registry: str
@@ -39,6 +41,7 @@ class Component:
     seeds: list[int] | None = None
     defenses: list[str] | None = None
     knowledge: list[str] | None = None
+    split: SplitSizes | None = None
 
     def instantiate(self) -> Any:
         return REGISTRIES[self.registry].get(self.name).cls(self.config)
@@ -82,6 +85,9 @@ class Suite:
 
     def knowledge_for(self, attack: Component) -> list[str]:
         return attack.knowledge or self.knowledge
+
+    def split_for(self, target: Component) -> SplitSizes:
+        return target.split or self.split
 
 
 # What the attacker knows, i.e. what every choice of an attack (settings, head, orientation,
@@ -180,7 +186,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         version=version,
         description=str(raw.get("description", "")),
         datasets=_components(raw, "datasets", where),
-        targets=_components(raw, "targets", where),
+        targets=_components(raw, "targets", where, _mapping(raw, "split", where)),
         defenses=_components({"defenses": raw.get("defenses", ["none"])}, "defenses", where),
         attacks=_components(raw, "attacks", where) + _budget(raw.get("budget") or [], where),
         seeds=list(dict.fromkeys(seeds)),
@@ -239,6 +245,12 @@ def _check_knowledge(suite: Suite, where: str) -> None:
 def _check_compatible(suite: Suite, where: str) -> None:
     """Every target × defense and target × attack pair the suite makes must be possible, as the
     plugins declare on their classes; refused here, before anything trains."""
+    for defense in suite.defenses:
+        if defense.instantiate().uses_public_data() and not all(suite.split_for(t).public for t in suite.targets):
+            raise BenchmarkError(
+                f"{where}: defense '{defense.label}' pretrains on public images but the split has none; "
+                "add 'public: N' under split"
+            )
     for target in suite.targets:
         instance = target.instantiate()
         for defense in suite.defenses:
@@ -262,7 +274,7 @@ def _check_subsets(suite: Suite, where: str) -> None:
         unknown = set(attack.defenses or []) - set(defense_labels)
         if unknown:
             raise BenchmarkError(
-                f"{where}: budget '{attack.label}' names unknown defense(s) {', '.join(sorted(unknown))}; "
+                f"{where}: attack '{attack.label}' names unknown defense(s) {', '.join(sorted(unknown))}; "
                 f"defenses in this suite: {', '.join(defense_labels)}"
             )
 
@@ -306,7 +318,7 @@ def _mapping(raw: dict, key: str, where: str) -> dict:
     return value
 
 
-def _components(raw: dict, key: str, where: str) -> list[Component]:
+def _components(raw: dict, key: str, where: str, suite_split: dict | None = None) -> list[Component]:
     items = raw[key]
     if not isinstance(items, list) or not items:
         raise BenchmarkError(f"{where}: '{key}' must be a non-empty list")
@@ -314,12 +326,12 @@ def _components(raw: dict, key: str, where: str) -> list[Component]:
     for item in items:
         if isinstance(item, str):
             item = {"name": item}
-        extra = {"defenses": "seeds", "attacks": "knowledge"}.get(key)
-        allowed = {"name", "label", "params"} | ({extra} if extra else set())
+        extra = {"defenses": ["seeds"], "attacks": ["knowledge", "defenses"], "targets": ["split"]}.get(key, [])
+        allowed = {"name", "label", "params", *extra}
         if not isinstance(item, dict) or "name" not in item or set(item) - allowed:
             raise BenchmarkError(
                 f"{where}: each entry of '{key}' is a name or a mapping with 'name', optional "
-                + (f"'label', 'params' and '{extra}'" if extra else "'label' and 'params'")
+                + ", ".join(f"'{k}'" for k in ["label", "params", *extra])
             )
         seeds = item.get("seeds")
         if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(type(x) is int for x in seeds)):
@@ -331,7 +343,16 @@ def _components(raw: dict, key: str, where: str) -> list[Component]:
             raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")
         config = build_config(entry.cls.Config, f"{where}: {key} '{label}'", entry.preset, params)
         knowledge = _knowledge(item["knowledge"], f"{where}: {key} '{label}'") if "knowledge" in item else None
-        components.append(Component(key, entry.name, label, config, seeds=seeds, knowledge=knowledge))
+        defenses = item.get("defenses")
+        if defenses is not None and (not isinstance(defenses, list) or not defenses):
+            raise BenchmarkError(f"{where}: 'defenses' of {key} '{label}' must be a non-empty list of defense labels")
+        split = None
+        if "split" in item:
+            if not isinstance(item["split"], dict):
+                raise BenchmarkError(f"{where}: 'split' of {key} '{label}' must be a mapping of split sizes")
+            split = build_config(SplitSizes, f"{where}: split of {key} '{label}'", suite_split or {}, item["split"])
+        components.append(Component(key, entry.name, label, config, seeds=seeds, knowledge=knowledge,
+                                    defenses=None if defenses is None else [str(d) for d in defenses], split=split))
     labels = [c.label for c in components]
     duplicate = next((x for x in labels if labels.count(x) > 1), None)
     if duplicate:

@@ -8,12 +8,14 @@ defense's costs and saves. Shadows and the FID-free audit path go through the sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from benchmark.api.model import DiffusionModel
 from benchmark.api.plugins import Defense, Target, TrainableTarget
@@ -50,11 +52,12 @@ def incompatibility(target: Target, defense: Defense, target_name: str = "", def
 
 def obtain(
     target: Target, members: torch.Tensor, defense: Defense, seed: int, cache: Cache | None, key: dict,
-    validation: torch.Tensor | None = None, captions: Sequence[str] | None = None,
+    validation: torch.Tensor | None = None, captions: Sequence[str] | None = None, public: torch.Tensor | None = None,
 ) -> TrainedTarget:  # fmt: skip
     """Train ``target`` on ``members`` under ``defense`` (or load it from ``cache``); ``key``
-    identifies the data, the defense and ``validation`` (the held-out images the defense asked
-    for). A target loaded as given is only loaded (no cache)."""
+    identifies the data, the defense, ``validation`` (the held-out images the defense asked
+    for) and ``public`` (the images it may pretrain on). A target loaded as given is only loaded
+    (no cache)."""
     problem = incompatibility(target, defense)
     if problem:
         raise BenchmarkError(problem)
@@ -69,7 +72,8 @@ def obtain(
         plan = target.training_plan(members, captions, seed)
         empty = plan.members[:0]
         job = TrainingJob(plan.new_unet, plan.scheduler, plan.members, empty if validation is None else validation,
-                          plan.recipe, seed, scratch, plan.conditioning, trainer=fit)  # fmt: skip
+                          plan.recipe, seed, scratch, plan.conditioning, trainer=fit, public=public,
+                          pretrainer=_pretrainer(target, public, key, seed, cache))  # fmt: skip
         unet = job.new_unet()
         report = defense.train(job, unet) | target.source()
         report["defense_costs"] = defense.costs()
@@ -78,3 +82,35 @@ def obtain(
 
     folder, report = cache.get_or_build("targets", target_hash, build)
     return TrainedTarget(target.load(folder, sample_shape), target_hash, report)
+
+
+def _pretrainer(
+    target: TrainableTarget, public: torch.Tensor | None, key: dict, seed: int, cache: Cache
+) -> Callable[[int], torch.nn.Module] | None:
+    """``job.pretrained``: the target's recipe, undefended, on the public images only, cached under
+    what it depends on (not the defense, not the members), so ``public_only`` and every DP fine-tune
+    on one pool and seed share one pretraining."""
+    if public is None or not len(public):
+        return None
+    pretrain_key = {k: v for k, v in key.items() if k not in ("defense", "validation_sha256", "split_sha256")}
+
+    def pretrained(steps: int) -> torch.nn.Module:
+        plan = target.training_plan(public, None, seed)
+        recipe = dataclasses.replace(plan.recipe, train_steps=steps)
+        identity = {"pretrain": pretrain_key, "steps": steps, "seed": seed, "trainer": target.trainer_version}
+
+        def build(folder: Path, scratch: Path) -> dict:
+            job = TrainingJob(plan.new_unet, plan.scheduler, plan.members, plan.members[:0], recipe, seed, scratch,
+                              trainer=fit)  # fmt: skip
+            unet = job.new_unet()
+            report = job.fit(unet, title="pretraining on public images")
+            unet = runtime.accelerator().unwrap_model(unet).to("cpu")
+            save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, folder / "unet.safetensors")
+            return report
+
+        folder, _ = cache.get_or_build("pretrained", sha256_json(identity), build)
+        unet = plan.new_unet()
+        unet.load_state_dict(load_file(folder / "unet.safetensors"))
+        return unet
+
+    return pretrained

@@ -163,7 +163,10 @@ def _check_defense(cls: type[Defense], name: str, cache: Path | None) -> dict[st
                              "attributes ending in '_' (LearnedState)") from None  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mia-check-") as folder:
         workdir = Path(folder)
-        suite = copy.deepcopy(CHECK_SUITE) | {"defenses": [name]}
+        # a defense is judged by its training, so its attack calibrates on the target (no shadow to train)
+        suite = copy.deepcopy(CHECK_SUITE) | {"defenses": [name], "knowledge": ["target-members"]}
+        if fresh.uses_public_data():
+            suite["split"] = suite["split"] | {"public": 64}
         first_cache = cache or workdir / "cache-one"
         cards, store = _run(suite, workdir / "one", first_cache)
         # a second training from scratch: an empty target cache, the same (content-addressed) FID features

@@ -20,7 +20,7 @@ import yaml
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
 from benchmark.core.configs import build_config
 from benchmark.report.card import Card
-from benchmark.report.leaderboard import Leaderboard
+from benchmark.report.leaderboard import PUBLISHED_SUITES, Leaderboard
 from benchmark.run.cache import Cache
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite, registered_suites
@@ -64,10 +64,12 @@ def smoke_run(say: Callable[[str], None], workdir: Path) -> list[Card]:
 
 
 def check_new_plugins(say: Callable[[str], None]) -> int:
-    """``check_attack``/``check_defense`` on every attack and defense the published ``full`` suite
-    does not name: a contribution. (The published ones are checked by ``tests/test_conformance.py``.)"""
-    published = parse_suite(yaml.safe_load(registered_suites()["full"].read_text()), "full", "full suite")
-    named = {c.name for c in published.attacks} | {c.name for c in published.defenses}
+    """``check_attack``/``check_defense`` on every attack and defense no published suite names: a
+    contribution. (The published ones are checked by ``tests/test_conformance.py``.)"""
+    named = set()
+    for name in PUBLISHED_SUITES:
+        published = parse_suite(yaml.safe_load(registered_suites()[name].read_text()), name, f"{name} suite")
+        named |= {c.name for c in published.attacks} | {c.name for c in published.defenses}
     checked = 0
     for registry, check in ((ATTACKS, check_attack), (DEFENSES, check_defense)):
         for entry in registry.entries():

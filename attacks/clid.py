@@ -8,24 +8,26 @@ caption c, at a few timesteps (one noise draw each, shared by every condition):
     D(x, c)  = mean_t mean_i (‖ε − ε_θ(x_t, t, c_i*)‖² − ‖ε − ε_θ(x_t, t, c)‖²)
     CLiD_th  = α·S(D) − (1 − α)·S(L)                                 (higher = member)
 
-with S a robust scaling (median / IQR, scikit-learn's ``RobustScaler``) fitted on the calibration
-split. The weakened conditions c_i* are the null caption and "importance-clipped" captions: the
-caption with its most informative words removed. Defaults (timesteps 440/450/460, k = 4 weakened
-conditions, so 3·(1 + 4) = 15 queries) follow the DiffAudit summary in attacks.md §8.
-
-What could not be checked here: the paper's method section was not reachable offline, so two
-readings are ours and are configurable: informativeness is a word's inverse document frequency
-among the calibration captions, and α is chosen on the calibration split (``alpha`` when
-``search_alpha`` is off). The vector variant (CLiD_vec, XGBoost) is not implemented.
+with S a robust scaling (median / IQR, scikit-learn's ``RobustScaler``), both S and α fitted on the
+attacker's calibration data (§4.1 takes α and the threshold from a shadow model; the harness's
+knowledge ``shadow`` does the same). The weakened conditions c_i* are, as Appendix D.2 specifies,
+the null caption and the caption with its top 30%, 50% and 70% most important words replaced by
+the tokenizer's pad token (positions kept, the other words verbatim). Importance comes from
+attention attribution (the paper uses PromptCharm, i.e. DAAM): the share of the UNet's
+cross-attention each word received on the own-caption queries, which this attack makes anyway, so
+the attribution costs no extra query. ``importance: idf`` ranks words by their inverse document
+frequency among the calibration captions instead (a fallback that needs only the captions).
+Defaults: timesteps 440/450/460 and four weakened conditions, so 3·(1 + 4) = 15 queries (§5.1 and
+the DiffAudit summary in attacks.md §8). The vector variant (CLiD_vec, XGBoost) is not implemented.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,36 +41,48 @@ ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 @dataclass
 class CLiDConfig:
     timesteps: tuple[int, ...] = (440, 450, 460)
-    weakened: int = 4
+    clip_fractions: tuple[float, ...] = (0.3, 0.5, 0.7)
+    importance: Literal["attention", "idf"] = "attention"
     alpha: float = 0.5
     search_alpha: bool = True
 
     def validate(self) -> None:
-        if not self.timesteps or self.weakened < 1 or not 0 <= self.alpha <= 1:
-            raise ValueError("timesteps must be non-empty, weakened ≥ 1 and alpha in [0, 1]")
+        if not self.timesteps or not 0 <= self.alpha <= 1:
+            raise ValueError("timesteps must be non-empty and alpha in [0, 1]")
+        if not all(0 < f <= 1 for f in self.clip_fractions):
+            raise ValueError("clip_fractions must lie in (0, 1]")
 
 
-def words(caption: str) -> list[str]:
-    return re.findall(r"[\w']+", caption.lower())
+def _key(word: str) -> str:
+    """A word as IDF counts it: lowercased, without surrounding punctuation."""
+    return word.lower().strip(".,;:!?\"'()[]")
 
 
 def inverse_document_frequency(captions: Sequence[str]) -> dict[str, float]:
-    counts = Counter(word for caption in captions for word in set(words(caption)))
+    counts = Counter(key for caption in captions for key in {_key(w) for w in caption.split()})
     return {word: math.log((1 + len(captions)) / (1 + count)) + 1 for word, count in counts.items()}
 
 
-def clip_important_words(caption: str, drop: int, idf: dict[str, float]) -> str:
-    """``caption`` without its ``drop`` most informative words (highest IDF; unseen words count as
-    most informative; ties go to the earlier word)."""
-    tokens = words(caption)
+def idf_importance(caption: str, idf: dict[str, float]) -> np.ndarray:
+    """Each word's IDF (a word no calibration caption had counts as the most informative)."""
     unseen = max(idf.values(), default=1.0) + 1
-    ranked = sorted(range(len(tokens)), key=lambda i: (-idf.get(tokens[i], unseen), i))
-    removed = set(ranked[:drop])
-    return " ".join(token for i, token in enumerate(tokens) if i not in removed)
+    return np.asarray([idf.get(_key(word), unseen) for word in caption.split()])
+
+
+def pad_important_words(caption: str, importance: Sequence[float], fraction: float, pad_token: str) -> str:
+    """``caption`` with its round(fraction × words) most important words (at least one) replaced by
+    ``pad_token``: positions kept, every other word verbatim (App. D.2); ties go to the earlier word."""
+    words = caption.split()
+    if not words:
+        return caption
+    count = max(1, int(fraction * len(words) + 0.5))
+    ranked = sorted(range(len(words)), key=lambda i: (-importance[i], i))
+    padded = set(ranked[:count])
+    return " ".join(pad_token if i in padded else word for i, word in enumerate(words))
 
 
 @ATTACKS.register(
-    "clid", "CLiD_th: own-caption vs weakened-caption loss gap at t=440/450/460 (text-to-image; 15 queries)"
+    "clid", "CLiD_th: own vs null and 30/50/70%-padded caption loss gap at t=440/450/460 (text-to-image; 15 queries)"
 )
 class CLiD(Attack):
     threat_model = ThreatModel.GRAY_BOX
@@ -76,35 +90,43 @@ class CLiD(Attack):
     Config = CLiDConfig
 
     def expected_passes(self) -> tuple[int, int]:
-        return (len(self.config.timesteps) * (1 + self.config.weakened), 0)
+        return (len(self.config.timesteps) * (2 + len(self.config.clip_fractions)), 0)
 
     def needs_calibration(self) -> bool:
         return True
 
-    def _weakened(self, captions: list[str], idf: dict[str, float]) -> list[list[str]]:
-        """The null caption, then the captions with their 1, 2, ... most informative words clipped."""
+    def weakened(self, captions: list[str], importance: list[np.ndarray], pad_token: str) -> list[list[str]]:
+        """The null caption, then each caption with its top 30/50/70% words padded out."""
         return [[""] * len(captions)] + [
-            [clip_important_words(c, drop, idf) for c in captions] for drop in range(1, self.config.weakened)
+            [pad_important_words(c, w, f, pad_token) for c, w in zip(captions, importance, strict=True)]
+            for f in self.config.clip_fractions
         ]
 
     def _statistics(self, access: GrayBoxView, latents: torch.Tensor, generator: torch.Generator) -> np.ndarray:
-        """Per image: (D, L), the mean weakened-minus-own loss gap and the own-caption loss."""
+        """Per image: (D, L), the mean weakened-minus-own loss gap and the own-caption loss. The own
+        caption is queried first at every timestep (recording attention); the weakened ones after."""
         captions = access.captions
-        idf = self.idf_ if self.has_learned("idf_") else inverse_document_frequency(captions)
-        weakened = self._weakened(captions, idf)
-        gaps, losses = [], []
-        for t in self.config.timesteps:
-            noise = torch.randn(latents.shape, generator=generator)
-            x_t = access.add_noise(latents, noise, t)
-
-            def error(predicted: torch.Tensor, noise: torch.Tensor = noise) -> torch.Tensor:
-                return ((predicted.cpu() - noise) ** 2).flatten(1).mean(1).double()
-
-            own = error(access.predict_noise(x_t, t))
-            others = torch.stack([error(access.predict_noise(x_t, t, captions=w)) for w in weakened])
-            gaps.append((others - own).mean(0))
-            losses.append(own)
-        return torch.stack([torch.stack(gaps).mean(0), torch.stack(losses).mean(0)], dim=1).numpy()
+        noises = [torch.randn(latents.shape, generator=generator) for _ in self.config.timesteps]
+        noisy = [access.add_noise(latents, noise, t) for noise, t in zip(noises, self.config.timesteps, strict=True)]
+        own, attention = [], []
+        for x_t, t, noise in zip(noisy, self.config.timesteps, noises, strict=True):
+            if self.config.importance == "attention":
+                eps, shares = access.predict_noise_with_attention(x_t, t)
+                attention.append(shares)
+            else:
+                eps = access.predict_noise(x_t, t)
+            own.append(_error(eps, noise))
+        if self.config.importance == "attention":
+            importance = [np.sum(per_image, axis=0) for per_image in zip(*attention, strict=True)]
+        else:
+            idf = self.idf_ if self.has_learned("idf_") else inverse_document_frequency(captions)
+            importance = [idf_importance(c, idf) for c in captions]
+        conditions = self.weakened(captions, importance, access.pad_token)
+        gaps = []
+        for x_t, t, noise, loss in zip(noisy, self.config.timesteps, noises, own, strict=True):
+            others = torch.stack([_error(access.predict_noise(x_t, t, captions=c), noise) for c in conditions])
+            gaps.append((others - loss).mean(0))
+        return torch.stack([torch.stack(gaps).mean(0), torch.stack(own).mean(0)], dim=1).numpy()
 
     def _combine(self, statistics: np.ndarray, alpha: float, scalers: tuple[RobustScaler, RobustScaler]) -> np.ndarray:
         gap = scalers[0].transform(statistics[:, :1])[:, 0]
@@ -112,7 +134,8 @@ class CLiD(Attack):
         return alpha * gap - (1 - alpha) * loss
 
     def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
-        self.idf_ = inverse_document_frequency(access.captions)
+        if self.config.importance == "idf":
+            self.idf_ = inverse_document_frequency(access.captions)
         statistics = self._statistics(access, images, ctx.generator)
         self.scalers_ = (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
         if not self.config.search_alpha:
@@ -122,10 +145,8 @@ class CLiD(Attack):
         return {"chosen": {"alpha": self.alpha_}, "table": table}
 
     def score(self, access: GrayBoxView, images: torch.Tensor, ctx: AttackContext) -> np.ndarray:
-        """Without a calibration split (``audit``), the scaling is fitted on the scored statistics
-        themselves: label-free and monotone in each statistic."""
-        statistics = self._statistics(access, images, ctx.generator)
-        if not self.has_learned("scalers_"):
-            scalers = (RobustScaler().fit(statistics[:, :1]), RobustScaler().fit(statistics[:, 1:]))
-            return self._combine(statistics, self.config.alpha, scalers)
-        return self._combine(statistics, self.alpha_, self.scalers_)
+        return self._combine(self._statistics(access, images, ctx.generator), self.alpha_, self.scalers_)
+
+
+def _error(predicted: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return ((predicted.cpu() - noise) ** 2).flatten(1).mean(1).double()

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core.errors import GATE_EXIT_CODE, BenchmarkError, GateTripped
 
 
 def one_line(text: str) -> str:
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, default=Path("runs/audit"))
     audit.add_argument("--calibration-fraction", type=float, default=0.25)
     audit.add_argument("--seed", type=non_negative_integer, default=0)
+    audit.add_argument("--fail-if", action="append", default=[], metavar="METRIC>VALUE",
+                       help="release gate: exit 3 when any attack's card meets it, e.g. tpr_at_1pct_fpr>0.05")
     return parser
 
 
@@ -195,8 +197,13 @@ def _validate(args: argparse.Namespace) -> None:
 
 def _audit(args: argparse.Namespace) -> None:
     from benchmark.tools.audit import run_audit
+    from benchmark.tools.gate import Gate
 
-    run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction, args.seed)
+    gates = [Gate.parse(text) for text in args.fail_if]  # refused before anything is attacked
+    cards = run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction,
+                      args.seed)  # fmt: skip
+    for gate in gates:
+        gate.check(cards)
 
 
 def positive_integer(text: str) -> int:
@@ -229,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             "throughput": _throughput,
         }
         commands[args.command](args)
+    except GateTripped as tripped:
+        print(one_line(tripped), file=sys.stderr)
+        return GATE_EXIT_CODE
     except BenchmarkError as error:
         if args.debug:
             raise

@@ -160,4 +160,5 @@ class TextToImage(TrainableTarget):
         shape = pipeline.latent_shape(tuple(sample_shape))
         unet_folder = pipeline.unet_folder if folder is None else folder / "unet"
         unet = UNet2DConditionModel.from_pretrained(unet_folder, use_safetensors=True).to(runtime.device()).eval()
-        return DiffusionModel(unet, pipeline.scheduler, pipeline.encode_images, pipeline.encode_text, shape)
+        return DiffusionModel(unet, pipeline.scheduler, pipeline.encode_images, pipeline.encode_text, shape,
+                              pipeline.tokenizer)  # fmt: skip

@@ -11,6 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from benchmark.cli import main
+from benchmark.core.errors import GATE_EXIT_CODE
 from benchmark.run.results import ResultStore
 from conftest import plain_tiny_unet
 
@@ -118,3 +119,20 @@ def test_audit_needs_a_scheduler(plain_model, tmp_path, capsys):
     UNet2DModel.from_pretrained(plain_model / "bare" / "unet").save_pretrained(folder)
     assert _audit_folder(plain_model, folder, tmp_path / "o") == 2
     assert "no scheduler_config.json" in capsys.readouterr().err
+
+
+def test_release_gate_trips_on_the_overfit_model_and_holds_on_a_null_split(plain_model, tmp_path, capsys):
+    base = ["audit", "--model", str(plain_model / "pipeline"), "--attack", "sima", "--fail-if", "auc>0.8"]
+    leaking = base + ["--members", str(plain_model / "members"), "--nonmembers", str(plain_model / "nonmembers"),
+                      "--out", str(tmp_path / "leaking")]  # fmt: skip
+    assert main(leaking) == GATE_EXIT_CODE
+    assert "release gate tripped: auc = " in capsys.readouterr().err
+    unseen = _digits(128, 0)[0][48:]  # 80 images the model never saw, as both "members" and non-members
+    for name, images in (("a", unseen[:40]), ("b", unseen[40:])):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(images):
+            pixels = ((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{i:03}.png")
+    null = base + ["--members", str(tmp_path / "a"), "--nonmembers", str(tmp_path / "b"), "--out", str(tmp_path / "n")]
+    assert main(null) == 0
+    assert main(base[:-2] + ["--fail-if", "auc=0.5", "--members", "x", "--nonmembers", "y"]) == 2

@@ -15,7 +15,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from attacks.clid import clip_important_words, inverse_document_frequency
+from attacks.clid import idf_importance, inverse_document_frequency, pad_important_words
 from benchmark.core.errors import BenchmarkError
 from benchmark.run.access import DiffusionModel, GrayBoxAccess, bind_captions, counter_of
 from benchmark.run.cache import Cache
@@ -185,12 +185,38 @@ def test_clid_refuses_a_target_without_captions():
         access.captions  # noqa: B018
 
 
-def test_importance_clipping_drops_the_rarest_words_first():
-    captions = ["a bold handwritten seven", "a thin handwritten two", "a bold handwritten two"]
-    idf = inverse_document_frequency(captions)
-    assert clip_important_words("a bold handwritten seven", 1, idf) == "a bold handwritten"
-    assert clip_important_words("a bold handwritten seven", 2, idf) == "a handwritten"
-    assert clip_important_words("a bold handwritten seven", 9, idf) == ""
+def test_clid_pads_out_the_top_30_50_70_percent_of_words_as_appendix_d2_says():
+    """The most important words become the pad token, in place; the rest stay verbatim (casing,
+    punctuation); counts round half up, at least one word."""
+    caption = "A Bold handwritten Seven, number 1"
+    importance = [0.1, 0.3, 0.2, 0.25, 0.1, 0.05]
+    padded = [pad_important_words(caption, importance, f, "<|endoftext|>") for f in (0.3, 0.5, 0.7)]
+    assert padded == [
+        "A <|endoftext|> handwritten <|endoftext|> number 1",  # round(1.8) = 2 words
+        "A <|endoftext|> <|endoftext|> <|endoftext|> number 1",  # 3 words
+        "<|endoftext|> <|endoftext|> <|endoftext|> <|endoftext|> number 1",  # round(4.2) = 4; the earlier tie
+    ]
+    assert pad_important_words("seven", [1.0], 0.3, "<pad>") == "<pad>"
+    idf = inverse_document_frequency(["a bold handwritten seven", "a thin handwritten two", "a bold handwritten two"])
+    assert list(idf_importance("a Bold seven.", idf)) == [idf["a"], idf["bold"], idf["seven"]]
+
+
+def test_word_attention_shares_cover_each_caption_at_one_query_per_row(text_to_image_run):
+    from targets.text_to_image import LatentPipeline
+
+    root = next(iter(text_to_image_run.values())).training["source"]
+    pipeline = LatentPipeline.load(Path(root))
+    model = DiffusionModel(pipeline.unet().eval(), pipeline.scheduler, pipeline.encode_images, pipeline.encode_text,
+                           (4, 8, 8), pipeline.tokenizer)  # fmt: skip
+    access = GrayBoxAccess(model)
+    captions = ["a bold handwritten seven number 1", "a thin two"]
+    bind_captions(access, captions)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps, shares = access.predict_noise_with_attention(latents, 450)
+    assert torch.allclose(eps, access.predict_noise(latents, 450), atol=1e-5)  # attention recording changes nothing
+    assert [len(s) for s in shares] == [6, 3] and all(abs(s.sum() - 1) < 1e-6 for s in shares)
+    assert counter_of(access).forward_passes == 4
+    assert access.pad_token == pipeline.tokenizer.pad_token
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,9 @@ class DiffusionModel:
 
     Latent text-to-image models add two encoders: ``encode_images`` maps pixel images to what the
     UNet denoises (VAE latents), and ``encode_text`` maps captions to the UNet's cross-attention
-    condition. Attacks then work in latent space with each image's caption as condition, through
-    the same access views.
+    condition; ``tokenizer`` is the text encoder's (for pad tokens and word-to-token positions).
+    Attacks then work in latent space with each image's caption as condition, through the same
+    access views.
     """
 
     unet: torch.nn.Module
@@ -35,6 +36,7 @@ class DiffusionModel:
     encode_images: Callable[[torch.Tensor], torch.Tensor] | None = None
     encode_text: Callable[[Sequence[str]], torch.Tensor] | None = None
     latent_shape: tuple[int, int, int] | None = None
+    tokenizer: Any = None
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:

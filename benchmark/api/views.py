@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, Union, runtime_checkable
 
+import numpy as np
 import torch
 
 
@@ -26,10 +27,18 @@ class GrayBoxView(Protocol):
     def captions(self) -> list[str]:
         """The scored images' own captions, in image order (text-conditioned targets only)."""
 
+    @property
+    def pad_token(self) -> str:
+        """The text encoder's padding token, as text (text-conditioned targets only)."""
+
     def predict_noise(
         self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None = None
     ) -> torch.Tensor:
         """One counted forward pass per row; ``t`` is an int or one timestep per row."""
+
+    def predict_noise_with_attention(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """ε_θ with the scored images' own captions, and per image each caption word's share of the
+        UNet's cross-attention (text-conditioned targets only); one counted pass per row."""
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε (no query)."""

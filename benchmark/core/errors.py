@@ -7,3 +7,11 @@ class BenchmarkError(Exception):
 
 class ThreatModelError(BenchmarkError, AttributeError):
     """An attack reached past its declared threat model (an AttributeError too, so hasattr works)."""
+
+
+GATE_EXIT_CODE = 3
+
+
+class GateTripped(BenchmarkError):
+    """An audited model met a release gate (``audit --fail-if``): its own exit code, so a CI step can
+    tell "this model leaks" from "this audit was misconfigured" (exit 2)."""

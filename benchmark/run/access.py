@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 
 from benchmark.api.model import DiffusionModel, ThreatModel
 from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError, ThreatModelError
+from benchmark.run.attribution import recorded_cross_attention, word_importance
 
 
 class QueryCounter:
@@ -109,6 +111,13 @@ class Engine:
         with torch.inference_mode():
             x_t = x_t.to(self.model.device, torch.float32)
             return self.counter(x_t, _timesteps(t, rows, self.model.device), captions).float()
+
+    def predict_noise_with_attention(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """ε_θ with the scored images' own captions, and each caption's word importance."""
+        captions = self.scored_captions()
+        with recorded_cross_attention(self.model.unet) as records:
+            eps = self.predict_noise(x_t, t, None)
+        return eps, word_importance(records, self.model.tokenizer, captions)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         self.check_timestep(t)
@@ -217,6 +226,13 @@ class GrayBoxAccess(_View):
         """The scored images' own captions, in image order (text-conditioned targets only)."""
         return list(_engine(self).scored_captions())
 
+    @property
+    def pad_token(self) -> str:
+        """The text encoder's padding token, as text (text-conditioned targets only)."""
+        engine = _engine(self)
+        engine.scored_captions()  # the same clear refusal on a target without captions
+        return str(engine.model.tokenizer.pad_token)
+
     def predict_noise(
         self, x_t: torch.Tensor, t: int | torch.Tensor, captions: Sequence[str] | None = None
     ) -> torch.Tensor:
@@ -226,6 +242,13 @@ class GrayBoxAccess(_View):
         rows must be the scored images, in order), or on ``captions[i]`` when given ("" is the
         null caption)."""
         return _engine(self).predict_noise(x_t, t, captions)
+
+    def predict_noise_with_attention(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """``predict_noise`` with the scored images' own captions (one counted pass per row), and per
+        image how much of the UNet's cross-attention each word of its caption received (summed over
+        layers, heads and pixels; shares summing to 1): the DAAM-style attribution CLiD ranks words
+        by. Text-conditioned targets only; an internal of the UNet no other view offers."""
+        return _engine(self).predict_noise_with_attention(x_t, t)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Closed-form forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, through the scheduler (no query)."""

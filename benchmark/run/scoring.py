@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 
 from benchmark.api.model import DiffusionModel
@@ -23,6 +24,8 @@ from benchmark.core.hashing import sha256_json
 from benchmark.report.metrics import evaluate
 from benchmark.run.access import bind_captions, counter_of, make_access, seed_variations
 from benchmark.run.suite import Component, Scoring
+
+ORIENTATION_ALPHA = 0.05
 
 
 @dataclass
@@ -166,9 +169,22 @@ def _calibrate(
     _bind(view, held_out, seed, label, "cal-score")
     context = AttackContext(seeded_generator(seed, label, "cal-score"))
     scores = _checked(attack.score(view, held_out.images, context), label, len(held_out))
-    orientation = -1 if roc_auc_score(held_out.labels, scores) < 0.5 else 1
+    orientation, evidence = _orientation(held_out.labels, scores)
     chosen["threshold_and_orientation_fitted_on"] = held_out.counts()
+    chosen["orientation_evidence"] = evidence
     return chosen, orientation, (held_out.labels, orientation * scores)
+
+
+def _orientation(labels: np.ndarray, scores: np.ndarray) -> tuple[int, dict]:
+    """−1 when the calibration data show members scoring *lower* than non-members (one-sided
+    Mann–Whitney U, p < 0.05), else the paper's sign: a flip needs evidence, so a dozen noisy
+    calibration images cannot invert an attack that works."""
+    members, nonmembers = scores[labels == 1], scores[labels == 0]
+    if not len(members) or not len(nonmembers):  # a tiny audit folder may leave one class out
+        return 1, {}
+    p_lower = float(mannwhitneyu(members, nonmembers, alternative="less").pvalue)
+    evidence = {"calibration_auc": float(roc_auc_score(labels, scores)), "p_members_score_lower": p_lower}
+    return (-1 if p_lower < ORIENTATION_ALPHA else 1), evidence
 
 
 def _checked(scores: np.ndarray, label: str, expected: int) -> np.ndarray:

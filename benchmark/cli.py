@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, default=Path("runs/audit"))
     audit.add_argument("--calibration-fraction", type=float, default=0.25)
     audit.add_argument("--seed", type=non_negative_integer, default=0)
+    audit.add_argument("--quiet", action="store_true", help="no tables or verdict on the console (CI)")
+    audit.add_argument("--leaderboard", type=Path, default=Path("leaderboard"),
+                       help="the published leaderboard whose defenses the report lists")
     audit.add_argument("--fail-if", action="append", default=[], metavar="METRIC>VALUE",
                        help="release gate: exit 3 when any attack's card meets it, e.g. tpr_at_1pct_fpr>0.05")
     return parser
@@ -201,7 +204,7 @@ def _audit(args: argparse.Namespace) -> None:
 
     gates = [Gate.parse(text) for text in args.fail_if]  # refused before anything is attacked
     cards = run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction,
-                      args.seed)  # fmt: skip
+                      args.seed, quiet=args.quiet, leaderboard=args.leaderboard)  # fmt: skip
     for gate in gates:
         gate.check(cards)
 

@@ -1,8 +1,10 @@
 """``audit`` on model folders written by plain diffusers code, with image folders of another size."""
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,3 +138,71 @@ def test_release_gate_trips_on_the_overfit_model_and_holds_on_a_null_split(plain
     null = base + ["--members", str(tmp_path / "a"), "--nonmembers", str(tmp_path / "b"), "--out", str(tmp_path / "n")]
     assert main(null) == 0
     assert main(base[:-2] + ["--fail-if", "auc=0.5", "--members", "x", "--nonmembers", "y"]) == 2
+
+
+class _Report(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("link", "iframe") or (tag == "script" and "src" in attrs):
+            raise AssertionError(f"external asset <{tag}>")
+        if tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_audit_report_embeds_everything_states_the_verdict_and_scores_every_member(plain_model, tmp_path):
+    out = tmp_path / "audit"
+    args = ["audit", "--model", str(plain_model / "pipeline"), "--members", str(plain_model / "members"),
+            "--nonmembers", str(plain_model / "nonmembers"), "--attack", "sima", "--attack", "loss",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    parser = _Report()
+    parser.feed((out / "report.html").read_text())
+    assert len(parser.images) == 2 and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    text = " ".join(parser.text)
+    assert "An attacker holding labelled images of this model's training set with" in text
+    assert "of the training images at 1% false alarms" in text and "strongest attack" in text
+    exposure = pd.read_csv(out / "exposure.csv")
+    assert len(exposure) == ResultStore(out).cards[0].n_members == 18
+    for column in ("p_value", "sima_p", "loss_p"):
+        assert ((exposure[column] > 0) & (exposure[column] <= 1)).all()
+    assert (out / "report.md").read_text().startswith("# Membership audit")
+
+
+def test_duplicates_across_the_folders_are_flagged_among_the_most_exposed(tmp_path):
+    """Two non-member images copied into the member folder (so the model trains on them too) are
+    exposed like every member, and the report says why: their twin sits among the non-members."""
+    members, nonmembers = _digits(24, 24)
+    planted = torch.cat([members, nonmembers[:2]])
+    unet, scheduler = plain_tiny_unet(1), DDPMScheduler(num_train_timesteps=1000)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    for _ in range(400):
+        noise = torch.randn_like(planted)
+        t = torch.randint(0, 1000, (len(planted),))
+        loss = F.mse_loss(unet(scheduler.add_noise(planted, noise, t), t).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    DDPMPipeline(unet=unet.eval(), scheduler=scheduler).save_pretrained(tmp_path / "model")
+    for name, images, prefix in (("members", planted, "m"), ("nonmembers", nonmembers, "n")):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(images):
+            stem = f"planted{i - 24}" if name == "members" and i >= 24 else f"{prefix}{i:03}"
+            pixels = ((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{stem}.png")
+    args = ["audit", "--model", str(tmp_path / "model"), "--members", str(tmp_path / "members"), "--nonmembers",
+            str(tmp_path / "nonmembers"), "--attack", "sima", "--calibration-fraction", "0.2", "--quiet",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    exposure = pd.read_csv(tmp_path / "out" / "exposure.csv")
+    flagged = set(exposure.loc[exposure["near_duplicate"], "file"])
+    evaluated_planted = {f for f in exposure["file"] if f.startswith("planted")}
+    assert flagged == evaluated_planted and evaluated_planted  # exactly the planted copies, nothing else
+    # as exposed as a member can be: p is the smallest any row has (their twins left the reference set)
+    assert (exposure.loc[exposure["file"].isin(evaluated_planted), "p_value"] == exposure["p_value"].min()).all()

@@ -154,7 +154,7 @@ def test_every_figure_draws_an_attack_in_its_page_colour_and_the_open_roc_at_mos
     from benchmark.report.render import write_figures
 
     drawn = {}
-    monkeypatch.setattr(plots, "_save", lambda figure, path: drawn.setdefault(path.name, figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: drawn.setdefault(path.name, figure))
     cards = board.load()
     colours = plots.attack_colours(plots.base_attack(c) for c in cards)
     assert colours == plots.attack_colours(reversed([plots.base_attack(c) for c in cards]))  # order-free

@@ -39,7 +39,7 @@ def attack_colours(attacks: Iterable[str]) -> dict[str, tuple[tuple[float, ...],
             for i, name in enumerate(names)}  # fmt: skip
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
@@ -66,7 +66,7 @@ def roc_plot(cards: list[Card], load_scores: ScoreLoader, path: Path, colours: d
                    f"{first.knowledge}\n{which}", fontsize=8)  # fmt: skip
     axis.legend(fontsize=6 if len(ranked) > ROC_SHOWN else 7, loc="lower right")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def frontier_plot(cards: list[Card], path: Path) -> None:
@@ -98,7 +98,7 @@ def frontier_plot(cards: list[Card], path: Path) -> None:
         axes[row][1].legend(fontsize=6, loc="best")
     figure.suptitle("privacy–utility frontier (knowledge: shadow; error bars: std over seeds)", fontsize=9)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _label_without_overlap(axis, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
@@ -139,7 +139,7 @@ def regime_plot(cards: list[Card], path: Path, colours: dict) -> bool:
     axes[1].legend(fontsize=6, ncol=2)
     figure.suptitle("the training-set-size curve (undefended, knowledge: shadow)", fontsize=9)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return True
 
 
@@ -158,5 +158,5 @@ def budget_plot(cards: list[Card], path: Path, colours: dict) -> bool:
         axis.set(xscale="log", xlabel="queries per sample (measured)", ylabel=f"{metric} (mean over seeds)")
     axes[1].legend(fontsize=6)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return True

@@ -22,6 +22,7 @@ from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.images import load_image_folder
+from benchmark.core.progress import console
 from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
 from benchmark.run.results import ResultStore, software_versions
@@ -29,12 +30,22 @@ from benchmark.run.scoring import CalibrationData, Labelled, run_attack
 from benchmark.run.suite import Component, Scoring, caption_conditioned_attacks
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import measure_utility
+from benchmark.tools.audit_report import verdict, write_report
+from benchmark.tools.exposure import exposure_table
 
 
-def default_attacks() -> list[str]:
+def default_attacks(calibrated: bool = True) -> list[str]:
+    """Every gray-box attack (without calibration images, only those that need none)."""
     return [
-        e.name for e in ATTACKS.entries() if e.cls.threat_model is ThreatModel.GRAY_BOX and not e.cls.requires_captions
-    ]
+        e.name for e in ATTACKS.entries()
+        if e.cls.threat_model is ThreatModel.GRAY_BOX and not e.cls.requires_captions
+        and (calibrated or not _instance(e.name).needs_calibration())
+    ]  # fmt: skip
+
+
+def _instance(name: str):
+    entry = ATTACKS.get(name)
+    return entry.cls(build_config(entry.cls.Config, f"attack '{name}'", entry.preset))
 
 
 def _hold_out(count: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +68,11 @@ def run_audit(
     calibration_fraction: float = 0.25,
     seed: int = 0,
     scoring: Scoring | None = None,
+    quiet: bool = False,
+    leaderboard: Path = Path("leaderboard"),
 ) -> list[Card]:
+    """Every attack on the owner's model, its cards and scores in ``out``, and the report
+    (``report.md``/``report.html``/``exposure.csv``) a model owner acts on."""
     scoring = scoring or Scoring()
     if not 0 <= calibration_fraction < 1:
         raise BenchmarkError("--calibration-fraction must be in [0, 1)")
@@ -84,8 +99,8 @@ def run_audit(
     calibration = CalibrationData.nothing()
     if len(images.calibration):
         calibration = CalibrationData("target-members", trained.model, images.calibration, images.calibration_files)
-    cards = []
-    for name in attack_names or default_attacks():
+    cards, arrays_of = [], {}
+    for name in attack_names or default_attacks(calibrated=len(images.calibration) > 0):
         entry = ATTACKS.get(name)
         component = Component("attacks", name, name, build_config(entry.cls.Config, f"attack '{name}'", entry.preset))
         result, arrays = run_attack(component, trained.model, images.evaluated, calibration, seed, scoring)
@@ -96,7 +111,19 @@ def run_audit(
                     n_nonmembers=int((images.evaluated.labels == 0).sum()))  # fmt: skip
         store.add(card, arrays)
         cards.append(card)
-    write_outputs(store.out, cards, store.load_scores, unshown=caption_conditioned_attacks())
+        arrays_of[card.attack] = arrays
+    write_outputs(store.out, cards, store.load_scores, console_table=not quiet, unshown=caption_conditioned_attacks())
+    evaluated_nonmembers = images.evaluated.images[torch.from_numpy(images.evaluated.labels == 0)]
+    exposure, strongest, duplicates = exposure_table(
+        cards, arrays_of, images.member_files, images.evaluated_members, images.nonmember_files,
+        images.all_nonmembers, evaluated_nonmembers, images.all_members,
+    )  # fmt: skip
+    pictures = (images.evaluated_members, images.member_files, images.all_nonmembers, images.nonmember_files)
+    _, page = write_report(store.out, cards, arrays_of, exposure, strongest, pictures, calibration_fraction,
+                           leaderboard, duplicates)  # fmt: skip
+    if not quiet:
+        console.print(verdict(strongest))
+        console.print(f"report: {page}  per-image exposure: {store.out / 'exposure.csv'}")
     return cards
 
 
@@ -117,6 +144,9 @@ class AuditImages:
     all_nonmembers: torch.Tensor
     split_sha256: str
     calibration_files: dict[str, list[str]]
+    member_files: list[str]  # the evaluated members, in evaluation order
+    evaluated_members: torch.Tensor
+    nonmember_files: list[str]  # every non-member, in ``all_nonmembers`` order
 
     @classmethod
     def load(cls, members_dir: Path, nonmembers_dir: Path, shape: tuple[int, ...], fraction: float,
@@ -131,7 +161,8 @@ class AuditImages:
                  "nonmembers": [nonmember_files[i] for i in cal_nonmembers]}  # fmt: skip
         return cls(_labelled(members[evaluated_members], nonmembers[evaluated_nonmembers]),
                    _labelled(members[cal_members], nonmembers[cal_nonmembers]), members, nonmembers,
-                   sha256_json(split), files)  # fmt: skip
+                   sha256_json(split), files, [member_files[i] for i in evaluated_members],
+                   members[evaluated_members], nonmember_files)  # fmt: skip
 
 
 def _labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> Labelled:

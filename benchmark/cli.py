@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--leaderboard", type=Path, default=Path("leaderboard"))
 
     audit = commands.add_parser("audit", help="attack a diffusers model folder with your own image folders")
-    audit.add_argument("--model", type=Path, required=True, help="diffusers pipeline or UNet2DModel folder")
+    audit.add_argument("--model", type=Path, required=True,
+                       help="diffusers DDPM/DDIM or StableDiffusion pipeline folder, or a UNet2DModel folder")
+    audit.add_argument("--lora", type=Path, default=None, help="a LoRA adapter folder (save_lora_weights) on --model")
+    audit.add_argument("--caption-column", default="text",
+                       help="the caption key in each folder's metadata.jsonl (text-to-image models)")
     audit.add_argument("--members", type=Path, required=True, help="folder of images the model was trained on")
     audit.add_argument("--nonmembers", type=Path, required=True, help="folder of images it never saw")
     audit.add_argument("--attack", action="append", default=[], help="attack name (repeatable; default: gray-box)")
@@ -204,7 +208,8 @@ def _audit(args: argparse.Namespace) -> None:
 
     gates = [Gate.parse(text) for text in args.fail_if]  # refused before anything is attacked
     cards = run_audit(args.model, args.members, args.nonmembers, args.attack, args.out, args.calibration_fraction,
-                      args.seed, quiet=args.quiet, leaderboard=args.leaderboard)  # fmt: skip
+                      args.seed, quiet=args.quiet, leaderboard=args.leaderboard, lora=args.lora,
+                      caption_column=args.caption_column)  # fmt: skip
     for gate in gates:
         gate.check(cards)
 

@@ -26,6 +26,7 @@ from benchmark.api import (
     Recipe,
     TrainableTarget,
     TrainingPlan,
+    added_later,
     resolve_source,
     runtime,
     sha256_file,
@@ -37,19 +38,24 @@ ENCODE_BATCH = 64
 
 @dataclass
 class TextToImageConfig:
-    """``path``: a StableDiffusionPipeline folder or hub id. ``finetune_steps`` 0 attacks it as given."""
+    """``path``: a StableDiffusionPipeline folder or hub id. ``finetune_steps`` 0 attacks it as given.
+    ``lora``: a folder holding a LoRA adapter saved by diffusers (``save_lora_weights``), applied to
+    the pipeline's UNet and fused before anything is attacked (the model most owners actually ship)."""
 
     path: str
     finetune_steps: int = 0
     batch_size: int = 8
     learning_rate: float = 1e-4
     grad_clip: float = 1.0
+    lora: str = added_later("")
 
     def validate(self) -> None:
         if not self.path:
             raise ValueError("'path' must name a StableDiffusionPipeline folder or a hub repository id")
         if self.finetune_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("finetune_steps must be ≥ 0, batch_size ≥ 1 and learning_rate > 0")
+        if self.lora and self.finetune_steps:
+            raise ValueError("a LoRA adapter is attacked as given; set finetune_steps: 0")
 
 
 @dataclass
@@ -102,6 +108,12 @@ class LatentPipeline:
                 latents.append(self.vae.encode(chunk).latent_dist.mean.cpu())
         return torch.cat(latents) * self.vae.config.scaling_factor
 
+    def image_shape(self) -> tuple[int, int, int]:
+        """The pixel images the pipeline was built for: the UNet's latent size times the VAE's factor."""
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        size = UNet2DConditionModel.load_config(self.unet_folder)["sample_size"]
+        return (self.vae.config.in_channels, size * factor, size * factor)
+
     def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, int, int]:
         channels, height, width = image_shape
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -132,10 +144,14 @@ class TextToImage(TrainableTarget):
         return LatentPipeline.load(self.folder)
 
     def fingerprint(self) -> dict[str, str]:
-        return {str(p.relative_to(self.folder)): sha256_file(p) for p in sorted(self.folder.rglob("*.safetensors"))}
+        files = {str(p.relative_to(self.folder)): sha256_file(p) for p in sorted(self.folder.rglob("*.safetensors"))}
+        if self.config.lora:
+            files |= {f"lora/{p.name}": sha256_file(p) for p in sorted(Path(self.config.lora).glob("*.safetensors"))}
+        return files
 
     def source(self) -> dict:
-        return {"source": str(self.folder), "finetune_steps": self.config.finetune_steps}
+        lora = {"lora": str(self.config.lora)} if self.config.lora else {}
+        return {"source": str(self.folder), "finetune_steps": self.config.finetune_steps} | lora
 
     def training_plan(self, members: torch.Tensor, captions: Sequence[str] | None, seed: int) -> TrainingPlan:
         """diffusers' text-to-image fine-tuning: ε-MSE on the latents, conditioned on the captions.
@@ -159,6 +175,23 @@ class TextToImage(TrainableTarget):
         pipeline = self.pipeline
         shape = pipeline.latent_shape(tuple(sample_shape))
         unet_folder = pipeline.unet_folder if folder is None else folder / "unet"
-        unet = UNet2DConditionModel.from_pretrained(unet_folder, use_safetensors=True).to(runtime.device()).eval()
+        unet = UNet2DConditionModel.from_pretrained(unet_folder, use_safetensors=True)
+        if self.config.lora:
+            unet = _with_lora(unet, Path(self.config.lora))
+        unet = unet.to(runtime.device()).eval()
         return DiffusionModel(unet, pipeline.scheduler, pipeline.encode_images, pipeline.encode_text, shape,
                               pipeline.tokenizer)  # fmt: skip
+
+
+def _with_lora(unet: UNet2DConditionModel, folder: Path) -> UNet2DConditionModel:
+    """The UNet with the adapter's low-rank updates added to its weights (diffusers' PEFT
+    integration), then unloaded: what is attacked is one plain UNet, like any other."""
+    if not any(folder.glob("*.safetensors")):
+        raise BenchmarkError(f"--lora {folder} holds no .safetensors adapter; save one with save_lora_weights")
+    try:
+        unet.load_lora_adapter(folder, prefix="unet", use_safetensors=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise BenchmarkError(f"cannot load the LoRA adapter in {folder}: {str(error).splitlines()[0]}") from None
+    unet.fuse_lora()
+    unet.unload_lora()
+    return unet

@@ -16,9 +16,11 @@ from sklearn.datasets import load_digits
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from attacks.clid import idf_importance, inverse_document_frequency, pad_important_words
+from benchmark.cli import main
 from benchmark.core.errors import BenchmarkError
 from benchmark.run.access import DiffusionModel, GrayBoxAccess, bind_captions, counter_of
 from benchmark.run.cache import Cache
+from benchmark.run.results import ResultStore
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite
 from conftest import plain_tiny_unet
@@ -232,3 +234,69 @@ def test_defenses_the_target_cannot_honour_are_refused(finetune_steps, defense, 
     target = TextToImage(TextToImageConfig(path="./never-read", finetune_steps=finetune_steps))
     with pytest.raises(BenchmarkError, match=refused):
         obtain(target, torch.zeros(2, 3, 16, 16), entry.cls(entry.cls.Config()), 0, None, {}, captions=["a", "b"])
+
+
+def _captioned_split(root: Path) -> tuple[Path, Path]:
+    """The captioned digits as two audit folders, 24 members and 24 non-members, each with its own
+    metadata.jsonl."""
+    captioned_digits(root / "all", count=48)
+    lines = [json.loads(line) for line in (root / "all" / "metadata.jsonl").read_text().splitlines()]
+    folders = (root / "members", root / "nonmembers")
+    for folder, part in zip(folders, (lines[:24], lines[24:]), strict=True):
+        folder.mkdir()
+        for entry in part:
+            (root / "all" / entry["file_name"]).rename(folder / entry["file_name"])
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in part))
+    return folders
+
+
+def test_a_lora_fine_tune_is_audited_end_to_end_clid_included(tmp_path):
+    """A LoRA adapter trained here with peft on the members of a tiny SD-style pipeline, saved by
+    diffusers' save_lora_weights, audited through --model BASE --lora DIR."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from targets.text_to_image import LatentPipeline
+
+    tiny_pipeline(tmp_path / "base")
+    members_dir, nonmembers_dir = _captioned_split(tmp_path)
+    pipeline = LatentPipeline.load(tmp_path / "base")
+    files = sorted(p.name for p in members_dir.glob("*.png"))
+    captions = {json.loads(line)["file_name"]: json.loads(line)["text"]
+                for line in (members_dir / "metadata.jsonl").read_text().splitlines()}  # fmt: skip
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(members_dir / f), dtype=np.float32))
+                          .permute(2, 0, 1) / 127.5 - 1 for f in files])  # fmt: skip
+    latents = pipeline.encode_images(pixels).clone()  # out of inference mode: they feed a backward pass
+    condition = pipeline.encode_text([captions[f] for f in files]).clone()
+    unet = pipeline.unet().requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))  # fmt: skip
+    optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=5e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.randint(0, 1000, (len(latents),), generator=generator)
+        predicted = unet(pipeline.scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=condition).sample
+        loss = torch.nn.functional.mse_loss(predicted, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path / "lora", unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        safe_serialization=True,
+    )  # fmt: skip
+    out = tmp_path / "audit"
+    args = ["audit", "--model", str(tmp_path / "base"), "--lora", str(tmp_path / "lora"), "--members",
+            str(members_dir), "--nonmembers", str(nonmembers_dir), "--attack", "clid", "--attack", "loss",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    cards = {c.attack: c for c in ResultStore(out).cards}
+    assert set(cards) == {"clid", "loss"} and cards["clid"].queries_per_sample == 15
+    assert cards["loss"].training["lora"] == str(tmp_path / "lora")
+    assert cards["clid"].knowledge == "target-members"
+    assert (out / "report.html").is_file() and len((out / "exposure.csv").read_text().splitlines()) == 1 + 18
+    base = ["audit", "--model", str(tmp_path / "base"), "--members", str(members_dir), "--nonmembers",
+            str(nonmembers_dir), "--attack", "loss", "--out", str(tmp_path / "base-audit"), "--quiet"]  # fmt: skip
+    assert main(base) == 0
+    assert ResultStore(tmp_path / "base-audit").cards[0].target_hash != cards["loss"].target_hash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,27 @@ def load_image_folder(folder: Path, shape: tuple[int, int, int]) -> tuple[torch.
         array = np.asarray(converted, dtype=np.float32).reshape(height, width, channels) / 127.5 - 1.0
         tensors.append(torch.from_numpy(array).permute(2, 0, 1))
     return torch.stack(tensors).contiguous(), [f.name for f in files]
+
+
+def load_captions(folder: Path, files: list[str], column: str = "text") -> list[str]:
+    """Each image's caption from the folder's ``metadata.jsonl`` (the imagefolder convention: one JSON
+    object per line with ``file_name`` and the caption ``column``)."""
+    metadata = Path(folder) / "metadata.jsonl"
+    if not metadata.is_file():
+        example = f'{{"file_name": "0001.png", "{column}": "a photo of ..."}}'
+        raise BenchmarkError(f"{folder} has no metadata.jsonl; a text-to-image audit needs each image's caption "
+                             f"there (one line per image like {example})")  # fmt: skip
+    captions = {}
+    for number, line in enumerate(metadata.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            captions[str(entry["file_name"])] = str(entry[column])
+        except (ValueError, KeyError, TypeError):
+            raise BenchmarkError(f"{metadata}:{number}: needs a JSON object with 'file_name' and '{column}' "
+                                 "(set --caption-column for another name)") from None  # fmt: skip
+    missing = [name for name in files if name not in captions]
+    if missing:
+        raise BenchmarkError(f"{metadata} has no caption for {missing[0]} ({len(missing)} images lack one)")
+    return [captions[name] for name in files]

@@ -21,7 +21,7 @@ from benchmark.core import runtime
 from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
-from benchmark.core.images import load_image_folder
+from benchmark.core.images import load_captions, load_image_folder
 from benchmark.core.progress import console
 from benchmark.report.card import CARD_SCHEMA_VERSION, Card
 from benchmark.report.render import write_outputs
@@ -34,11 +34,12 @@ from benchmark.tools.audit_report import verdict, write_report
 from benchmark.tools.exposure import exposure_table
 
 
-def default_attacks(calibrated: bool = True) -> list[str]:
-    """Every gray-box attack (without calibration images, only those that need none)."""
+def default_attacks(calibrated: bool = True, captioned: bool = False) -> list[str]:
+    """Every gray-box attack (without calibration images, only those that need none; caption-
+    conditioned ones only on a text-to-image model)."""
     return [
         e.name for e in ATTACKS.entries()
-        if e.cls.threat_model is ThreatModel.GRAY_BOX and not e.cls.requires_captions
+        if e.cls.threat_model is ThreatModel.GRAY_BOX and (captioned or not e.cls.requires_captions)
         and (calibrated or not _instance(e.name).needs_calibration())
     ]  # fmt: skip
 
@@ -70,16 +71,21 @@ def run_audit(
     scoring: Scoring | None = None,
     quiet: bool = False,
     leaderboard: Path = Path("leaderboard"),
+    lora: Path | None = None,
+    caption_column: str = "text",
 ) -> list[Card]:
     """Every attack on the owner's model, its cards and scores in ``out``, and the report
     (``report.md``/``report.html``/``exposure.csv``) a model owner acts on."""
     scoring = scoring or Scoring()
     if not 0 <= calibration_fraction < 1:
         raise BenchmarkError("--calibration-fraction must be in [0, 1)")
-    trained = _given_model(model_dir, seed)
-    images = AuditImages.load(members_dir, nonmembers_dir, trained.model.sample_shape, calibration_fraction, seed)
-    utility = measure_utility(trained.model, images.all_members, images.all_nonmembers, images.all_nonmembers,
-                              features=None)  # fmt: skip
+    trained, image_shape = _given_model(Path(model_dir), seed, lora)
+    model = trained.model
+    column = caption_column if model.text_conditioned else None
+    images = AuditImages.load(members_dir, nonmembers_dir, image_shape, calibration_fraction, seed, column)
+    captions = (images.member_captions, images.nonmember_captions) if model.text_conditioned else None
+    utility = measure_utility(model, images.all_members, images.all_nonmembers, images.all_nonmembers, None,
+                              captions)  # fmt: skip
     store = ResultStore(out)
     common = {
         "suite": "audit",
@@ -88,6 +94,7 @@ def run_audit(
         "split_sha256": images.split_sha256,
         "target": Path(model_dir).name,
         "target_hash": trained.target_hash,
+        "training": trained.training,
         "defense": "unknown",
         "seed": seed,
         "n_calibration": len(images.calibration),
@@ -98,12 +105,14 @@ def run_audit(
     }
     calibration = CalibrationData.nothing()
     if len(images.calibration):
-        calibration = CalibrationData("target-members", trained.model, images.calibration, images.calibration_files)
+        calibration = CalibrationData("target-members", model, images.calibration.prepared(model),
+                                      images.calibration_files)  # fmt: skip
+    evaluated = images.evaluated.prepared(model)  # VAE latents for a text-to-image model, encoded once
     cards, arrays_of = [], {}
-    for name in attack_names or default_attacks(calibrated=len(images.calibration) > 0):
+    for name in attack_names or default_attacks(len(images.calibration) > 0, model.text_conditioned):
         entry = ATTACKS.get(name)
         component = Component("attacks", name, name, build_config(entry.cls.Config, f"attack '{name}'", entry.preset))
-        result, arrays = run_attack(component, trained.model, images.evaluated, calibration, seed, scoring)
+        result, arrays = run_attack(component, model, evaluated, calibration, seed, scoring)
         cell = {"audit": images.split_sha256, "target": trained.target_hash, "attack": component.description,
                 "scoring": scoring.__dict__}  # fmt: skip
         card = Card(**common, **result, config_hash=sha256_json(cell), schema_version=CARD_SCHEMA_VERSION,
@@ -127,11 +136,24 @@ def run_audit(
     return cards
 
 
-def _given_model(model_dir: Path, seed: int) -> TrainedTarget:
-    """The owner's model, loaded as given through the registry (no defense can change it)."""
-    target, none = TARGETS.get("diffusers_folder"), DEFENSES.get("none")
-    given = target.cls(build_config(target.cls.Config, "--model", {"path": str(model_dir)}))
-    return obtain(given, torch.empty(0), none.cls(build_config(none.cls.Config, "defense none")), seed, None, {})
+def _given_model(model_dir: Path, seed: int, lora: Path | None) -> tuple[TrainedTarget, tuple[int, int, int]]:
+    """The owner's model loaded as given through the registry (no defense can change it), and the
+    pixel shape its images take: a StableDiffusionPipeline folder (with ``lora`` applied) is the
+    ``text_to_image`` target, any other diffusers folder ``diffusers_folder``."""
+    none = DEFENSES.get("none")
+    defense = none.cls(build_config(none.cls.Config, "defense none"))
+    if (model_dir / "text_encoder").is_dir() and (model_dir / "unet").is_dir():
+        entry = TARGETS.get("text_to_image")
+        params = {"path": str(model_dir), "lora": str(lora) if lora else ""}
+        given = entry.cls(build_config(entry.cls.Config, "--model", params))
+        shape = given.pipeline.image_shape()
+        return obtain(given, torch.empty(0, *shape), defense, seed, None, {}), shape
+    if lora is not None:
+        raise BenchmarkError(f"--lora needs a StableDiffusionPipeline folder as --model; {model_dir} is not one")
+    entry = TARGETS.get("diffusers_folder")
+    given = entry.cls(build_config(entry.cls.Config, "--model", {"path": str(model_dir)}))
+    trained = obtain(given, torch.empty(0), defense, seed, None, {})
+    return trained, trained.model.sample_shape
 
 
 @dataclass
@@ -147,24 +169,31 @@ class AuditImages:
     member_files: list[str]  # the evaluated members, in evaluation order
     evaluated_members: torch.Tensor
     nonmember_files: list[str]  # every non-member, in ``all_nonmembers`` order
+    member_captions: list[str] | None = None  # every member's, in ``all_members`` order
+    nonmember_captions: list[str] | None = None
 
     @classmethod
     def load(cls, members_dir: Path, nonmembers_dir: Path, shape: tuple[int, ...], fraction: float,
-             seed: int) -> AuditImages:  # fmt: skip
+             seed: int, caption_column: str | None = None) -> AuditImages:  # fmt: skip
+        """``caption_column``: read each image's caption from its folder's metadata.jsonl."""
         members, member_files = load_image_folder(members_dir, shape)
         nonmembers, nonmember_files = load_image_folder(nonmembers_dir, shape)
+        member_captions = nonmember_captions = None
+        if caption_column:
+            member_captions = load_captions(members_dir, member_files, caption_column)
+            nonmember_captions = load_captions(nonmembers_dir, nonmember_files, caption_column)
         rng = np.random.default_rng(seed)
         evaluated_members, cal_members = _hold_out(len(members), fraction, rng)
         evaluated_nonmembers, cal_nonmembers = _hold_out(len(nonmembers), fraction, rng)
         split = {"members": member_files, "nonmembers": nonmember_files, "seed": seed, "calibration_fraction": fraction}
         files = {"members": [member_files[i] for i in cal_members],
                  "nonmembers": [nonmember_files[i] for i in cal_nonmembers]}  # fmt: skip
-        return cls(_labelled(members[evaluated_members], nonmembers[evaluated_nonmembers]),
-                   _labelled(members[cal_members], nonmembers[cal_nonmembers]), members, nonmembers,
-                   sha256_json(split), files, [member_files[i] for i in evaluated_members],
-                   members[evaluated_members], nonmember_files)  # fmt: skip
+        def labelled(member_rows: np.ndarray, nonmember_rows: np.ndarray) -> Labelled:
+            captions = None
+            if member_captions is not None:
+                captions = [member_captions[i] for i in member_rows] + [nonmember_captions[i] for i in nonmember_rows]
+            return Labelled.of(members[member_rows], nonmembers[nonmember_rows], captions)
 
-
-def _labelled(members: torch.Tensor, nonmembers: torch.Tensor) -> Labelled:
-    labels = np.r_[np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)]
-    return Labelled(torch.cat([members, nonmembers]), labels)
+        return cls(labelled(evaluated_members, evaluated_nonmembers), labelled(cal_members, cal_nonmembers), members,
+                   nonmembers, sha256_json(split), files, [member_files[i] for i in evaluated_members],
+                   members[evaluated_members], nonmember_files, member_captions, nonmember_captions)  # fmt: skip

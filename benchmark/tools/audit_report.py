@@ -51,13 +51,14 @@ def _template(name: str) -> jinja2.Template:
 
 
 def verdict(strongest: Card) -> str:
+    noun = "query" if strongest.queries_per_sample == 1 else "queries"
     low, high = strongest.tpr_at_1pct_fpr_ci
     caveat = ""
     if not strongest.tpr_reliable.get("tpr_at_1pct_fpr", True):
         caveat = f" (with {strongest.n_nonmembers} non-members, 1% false alarms is under 10 images: indicative only)"
     return (
         f"An attacker holding labelled images of this model's training set with {strongest.queries_per_sample:g} "
-        f"queries per image finds {100 * strongest.tpr_at_1pct_fpr:.1f}% of the training images at 1% false alarms "
+        f"{noun} per image finds {100 * strongest.tpr_at_1pct_fpr:.1f}% of the training images at 1% false alarms "
         f"(95% CI {100 * low:.1f}–{100 * high:.1f}%){caveat}; strongest attack, chosen on the calibration images: "
         f"{strongest.attack} (AUC {strongest.auc:.3f})."
     )
@@ -67,10 +68,10 @@ def assumptions(cards: Sequence[Card], calibration_fraction: float) -> str:
     knowledge = cards[0].knowledge
     if knowledge == "none":
         return ("No calibration images were held out (--calibration-fraction 0): only fixed-setting attacks ran, "
-                "with the papers' sign and no threshold (knowledge `none`).")  # fmt: skip
+                "with the papers' sign and no threshold (knowledge: none).")  # fmt: skip
     threats = ", ".join(sorted({c.threat_model for c in cards}))
     return (
-        f"Knowledge `target-members`: a seeded {calibration_fraction:.0%} of each folder was held out and labelled, "
+        f"Knowledge target-members: a seeded {calibration_fraction:.0%} of each folder was held out and labelled, "
         "as the model's owner can; every setting, sign and threshold was fitted there and judged on the rest. That "
         "is the stronger of the leaderboard's two assumptions (its headline attacker calibrates on a shadow model "
         f"instead), so these numbers bound what an outsider reaches from above. Threat models: {threats}; the "
@@ -110,7 +111,7 @@ def contact_sheet(exposure: pd.DataFrame, members: torch.Tensor, member_files: S
             axes[row][column].set_title(title, fontsize=6)
             axes[row][column].axis("off")
     figure.suptitle(f"the {SHEET_ROWS} most and {SHEET_ROWS} least exposed members", fontsize=8)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / len(picked)))
     save_figure(figure, path)
 
 
@@ -151,8 +152,10 @@ def write_report(
         exposure=shown.head(20).round(4), defenses=defenses, defenses_source=source,
         figures=[("ROC (log-log)", "roc.png"), ("Most and least exposed members", "contact_sheet.png")],
     )  # fmt: skip
-    counts = {"n_exposed": int((exposure["p_value"] <= 0.05).sum()), "n_members": len(exposure),
-              "strongest": strongest.attack, "duplicates": duplicates}  # fmt: skip
+    # with n non-members the smallest p-value is 1/(n+1): below 19 of them, 0.05 cannot be reached
+    level = max(0.05, float(exposure["p_value"].min()) if strongest.n_nonmembers < 19 else 0.05)
+    counts = {"n_exposed": int((exposure["p_value"] <= level).sum()), "n_members": len(exposure), "level": level,
+              "strongest": strongest.attack, "duplicates": duplicates, "n_nonmembers": strongest.n_nonmembers}
     markdown = _template("audit_report.md.j2").render(report=report, **counts)
 
     def embedded(file: str) -> str:

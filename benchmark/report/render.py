@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import markdown
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -264,7 +265,13 @@ def leaderboard_html(
         data = base64.b64encode((figures_dir / figure.file).read_bytes()).decode("ascii")
         return f"data:image/png;base64,{data}"
 
-    return _template("leaderboard.html.j2").render(page=content, embedded=embedded, escape=html.escape)
+    return _template("leaderboard.html.j2").render(page=content, embedded=embedded, escape=html.escape, inline=inline)
+
+
+def inline(text: str) -> str:
+    """One line of the page's markdown (bold, code) as HTML, everything else escaped."""
+    rendered = markdown.markdown(html.escape(text, quote=False))
+    return rendered.removeprefix("<p>").removesuffix("</p>")
 
 
 def plot_names(cards: list[Card]) -> list[str]:

@@ -23,6 +23,10 @@ def _knowledge(cards: list[Card]) -> str:
     return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
 
 
+def _queries(count: float) -> str:
+    return f"{count:g} {'query' if count == 1 else 'queries'}"
+
+
 def _utility(row: pd.Series) -> str:
     return f"FID {row['fid']:.1f}" if np.isfinite(row["fid"]) else f"held-out MSE {row['mse']:.4f}"
 
@@ -55,12 +59,12 @@ def attack_sentence(target: str, cards: list[Card]) -> str | None:
         return None
     strongest = means.iloc[0]
     text = (f"**{target}**: strongest `{strongest['attack']}`, AUC {strongest['auc']:.3f} with "
-            f"{strongest['queries']:g} queries per image")  # fmt: skip
+            f"{_queries(strongest['queries'])} per image")  # fmt: skip
     cheap = means[means["queries"] < strongest["queries"]]
     if not cheap.empty:
         best_cheap = cheap.iloc[0]
         text += (f"; with fewer queries, `{best_cheap['attack']}` reaches {best_cheap['auc']:.3f} "
-                 f"({best_cheap['queries']:g})")  # fmt: skip
+                 f"({_queries(best_cheap['queries'])})")  # fmt: skip
     if "nais" in set(means["attack"]) and strongest["attack"] != "nais":
         nais = means[means["attack"] == "nais"].iloc[0]
         rank = int(np.flatnonzero(means["attack"].to_numpy() == "nais")[0]) + 1

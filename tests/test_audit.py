@@ -23,21 +23,26 @@ def _digits(n_members: int, n_nonmembers: int) -> tuple[torch.Tensor, torch.Tens
     return images[:n_members], images[n_members:]
 
 
+def _trained_plainly(images: torch.Tensor, steps: int, seed: int = 0) -> tuple[UNet2DModel, DDPMScheduler]:
+    """A tiny UNet fit to ``images`` by a bare diffusers loop (not the harness)."""
+    unet, scheduler = plain_tiny_unet(seed), DDPMScheduler(num_train_timesteps=1000)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    for _ in range(steps):
+        noise = torch.randn_like(images)
+        t = torch.randint(0, 1000, (len(images),))
+        loss = F.mse_loss(unet(scheduler.add_noise(images, noise, t), t).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return unet, scheduler
+
+
 @pytest.fixture(scope="module")
 def plain_model(tmp_path_factory):
     """A UNet trained by a bare diffusers loop (not the harness) on 24 digits, saved two ways."""
     root = tmp_path_factory.mktemp("plain")
     members, nonmembers = _digits(24, 24)
-    unet = plain_tiny_unet()
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
-    for _ in range(300):
-        noise = torch.randn_like(members)
-        t = torch.randint(0, 1000, (len(members),))
-        loss = F.mse_loss(unet(scheduler.add_noise(members, noise, t), t).sample, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    unet, scheduler = _trained_plainly(members, steps=300)
     DDPMPipeline(unet=unet.eval(), scheduler=scheduler).save_pretrained(root / "pipeline")
     unet.save_pretrained(root / "bare" / "unet")
     scheduler.save_pretrained(root / "bare" / "scheduler")
@@ -180,15 +185,7 @@ def test_duplicates_across_the_folders_are_flagged_among_the_most_exposed(tmp_pa
     exposed like every member, and the report says why: their twin sits among the non-members."""
     members, nonmembers = _digits(24, 24)
     planted = torch.cat([members, nonmembers[:2]])
-    unet, scheduler = plain_tiny_unet(1), DDPMScheduler(num_train_timesteps=1000)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
-    for _ in range(400):
-        noise = torch.randn_like(planted)
-        t = torch.randint(0, 1000, (len(planted),))
-        loss = F.mse_loss(unet(scheduler.add_noise(planted, noise, t), t).sample, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    unet, scheduler = _trained_plainly(planted, steps=400, seed=1)
     DDPMPipeline(unet=unet.eval(), scheduler=scheduler).save_pretrained(tmp_path / "model")
     for name, images, prefix in (("members", planted, "m"), ("nonmembers", nonmembers, "n")):
         (tmp_path / name).mkdir()

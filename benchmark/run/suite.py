@@ -169,9 +169,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         raise BenchmarkError(f"{where}: a suite is a YAML mapping with keys {', '.join(sorted(REQUIRED))}")
     for key in raw:
         if key not in TOP_LEVEL:
-            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(TOP_LEVEL))}"
-            raise BenchmarkError(f"{where}: unknown key '{key}': {hint}")
+            _unknown("key", key, sorted(TOP_LEVEL), "valid keys", where)
     missing = REQUIRED - set(raw)
     if missing:
         raise BenchmarkError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
@@ -209,10 +207,14 @@ def _knowledge(levels: Any, where: str) -> list[str]:
         raise BenchmarkError(f"{where}: a non-empty list of knowledge levels ({', '.join(KNOWLEDGE_LEVELS)})")
     for level in levels:
         if level not in KNOWLEDGE_LEVELS:
-            close = difflib.get_close_matches(str(level), KNOWLEDGE_LEVELS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"levels: {', '.join(KNOWLEDGE_LEVELS)}"
-            raise BenchmarkError(f"{where}: unknown knowledge level '{level}': {hint}")
+            _unknown("knowledge level", level, list(KNOWLEDGE_LEVELS), "levels", where)
     return list(dict.fromkeys(levels))
+
+
+def _unknown(what: str, value: Any, known: list[str], listed_as: str, where: str) -> None:
+    close = difflib.get_close_matches(str(value), known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"{listed_as}: {', '.join(known)}"
+    raise BenchmarkError(f"{where}: unknown {what} '{value}': {hint}")
 
 
 def _shadow_count(value: Any, where: str) -> int:

@@ -35,18 +35,19 @@ from benchmark.report.plots import (
 from benchmark.report.summary import papers_order, summary
 from benchmark.report.tables import (
     GROUP,
+    HEADLINE_KNOWLEDGE,
     ScoreLoader,
     attack_table,
     budget_table,
     defense_ranking,
     detail_table,
+    headline_knowledge,
     paired_comparisons,
     provenance_table,
     regime_table,
     seed_summary,
 )
 
-HEADLINE_KNOWLEDGE = "shadow"
 INVERTED_BELOW = 0.4
 INVERTED_NOTE = (
     "Below 0.5 the statistic still separates members from non-members, but with the opposite sign to the one the "
@@ -122,11 +123,6 @@ def _targets(cards: list[Card]) -> dict[tuple[str, str], list[Card]]:
     return targets
 
 
-def _knowledge(cards: list[Card]) -> str:
-    levels = {c.knowledge for c in cards}
-    return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
-
-
 def _slug(*parts: object) -> str:
     return "_".join(str(p).replace("/", "-") for p in parts)
 
@@ -136,7 +132,7 @@ def figure_plan(cards: list[Card]) -> tuple[list[Figure], list[Figure]]:
     main = [c for c in cards if not c.budget]
     shown, folded = [], []
     for index, ((dataset, target), group) in enumerate(_targets(main).items()):
-        knowledge = _knowledge(group)
+        knowledge = headline_knowledge(c.knowledge for c in group)
         runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
         if ("none" in runs) and len(runs["none"]) > 1:
             title = f"{dataset}/{target}: the strongest attacks, undefended"
@@ -283,7 +279,7 @@ def write_figures(folder: Path, cards: list[Card], load_scores: ScoreLoader) -> 
     main = [c for c in cards if not c.budget]
     colours = attack_colours(base_attack(c) for c in cards)
     for (dataset, target), group in _targets(main).items():
-        knowledge = _knowledge(group)
+        knowledge = headline_knowledge(c.knowledge for c in group)
         runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
         for defense, run in runs.items():
             roc_plot(run, load_scores, folder / f"roc_{_slug(dataset, target, defense)}.png", colours)

@@ -13,14 +13,7 @@ from scipy.stats import spearmanr
 
 from benchmark.report.card import Card
 from benchmark.report.papers import CIFAR10_AUC
-from benchmark.report.tables import attack_means, worst_case
-
-HEADLINE_KNOWLEDGE = "shadow"
-
-
-def _knowledge(cards: list[Card]) -> str:
-    levels = {c.knowledge for c in cards}
-    return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
+from benchmark.report.tables import attack_means, headline_knowledge, worst_case
 
 
 def _queries(count: float) -> str:
@@ -31,9 +24,9 @@ def _utility(row: pd.Series) -> str:
     return f"FID {row['fid']:.1f}" if np.isfinite(row["fid"]) else f"held-out MSE {row['mse']:.4f}"
 
 
-def defense_sentence(target: str, cards: list[Card]) -> str | None:
-    knowledge = _knowledge(cards)
-    worst = worst_case([c for c in cards if c.knowledge == knowledge and not c.budget])
+def defense_sentence(target: str, knowledge: str, cards: list[Card]) -> str | None:
+    """``cards``: the target's cards under ``knowledge``, every defense."""
+    worst = worst_case(cards)
     if worst.empty or "none" not in set(worst["defense"]):
         return None
     base = worst[worst["defense"] == "none"].iloc[0]
@@ -52,9 +45,8 @@ def defense_sentence(target: str, cards: list[Card]) -> str | None:
     return text + "."
 
 
-def attack_sentence(target: str, cards: list[Card]) -> str | None:
-    knowledge = _knowledge(cards)
-    means = attack_means([c for c in cards if c.defense == "none" and c.knowledge == knowledge and not c.budget])
+def attack_sentence(target: str, means: pd.DataFrame) -> str | None:
+    """``means``: the undefended target's attacks, strongest first (``attack_means``)."""
     if means.empty:
         return None
     strongest = means.iloc[0]
@@ -72,9 +64,7 @@ def attack_sentence(target: str, cards: list[Card]) -> str | None:
     return text + "."
 
 
-def papers_sentence(target: str, cards: list[Card]) -> str | None:
-    knowledge = _knowledge(cards)
-    means = attack_means([c for c in cards if c.defense == "none" and c.knowledge == knowledge and not c.budget])
+def papers_sentence(target: str, means: pd.DataFrame) -> str | None:
     shared = [a for a in means.get("attack", []) if a in CIFAR10_AUC]
     if len(shared) < 3:
         return None
@@ -92,9 +82,12 @@ def summary(cards: list[Card]) -> dict[str, list[str]]:
         targets.setdefault(f"{card.dataset}/{card.target}", []).append(card)
     answers: dict[str, list[str]] = {"defenses": [], "attacks": [], "papers": []}
     for name, group in targets.items():
-        for key, sentence in (("defenses", defense_sentence), ("attacks", attack_sentence),
-                              ("papers", papers_sentence)):  # fmt: skip
-            line = sentence(name, group)
+        knowledge = headline_knowledge(c.knowledge for c in group)
+        chosen = [c for c in group if c.knowledge == knowledge and not c.budget]
+        means = attack_means([c for c in chosen if c.defense == "none"])  # shared by the last two answers
+        lines = {"defenses": defense_sentence(name, knowledge, chosen), "attacks": attack_sentence(name, means),
+                 "papers": papers_sentence(name, means)}  # fmt: skip
+        for key, line in lines.items():
             if line:
                 answers[key].append(line)
     return answers

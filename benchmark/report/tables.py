@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from benchmark.report.card import Card
 from benchmark.report.metrics import paired_auc_difference
 
 GROUP = ["dataset", "target", "defense", "knowledge"]
+HEADLINE_KNOWLEDGE = "shadow"  # what the page leads with: the attacker calibrates on a shadow model
 METRICS = [
     ("auc", "AUC"),
     ("asr_best_threshold", "ASR (best τ)"),
@@ -20,6 +21,12 @@ METRICS = [
     ("tpr_at_0_1pct_fpr", "TPR@0.1%FPR"),
 ]
 ScoreLoader = Callable[[Card], dict[str, np.ndarray]]
+
+
+def headline_knowledge(levels: Iterable[str]) -> str:
+    """``shadow`` where the cards have it, else their first level (a board run under another one)."""
+    levels = set(levels)
+    return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
 
 
 def _fmt_metric(card: Card, key: str) -> str:
@@ -170,9 +177,7 @@ def frontier_points(cards: list[Card]) -> pd.DataFrame:
     worst = worst_case([c for c in cards if not c.budget])
     if worst.empty:
         return worst
-    preferred = worst.groupby(["dataset", "target"])["knowledge"].transform(
-        lambda levels: "shadow" if "shadow" in set(levels) else levels.iloc[0]
-    )
+    preferred = worst.groupby(["dataset", "target"])["knowledge"].transform(headline_knowledge)
     worst = worst[worst["knowledge"] == preferred].copy()
     worst["target"] = worst["dataset"] + "/" + worst["target"]
     return worst.fillna({"auc_std": 0.0, "tpr_std": 0.0, "fid_std": 0.0, "mse_std": 0.0})
@@ -227,7 +232,7 @@ def paired_comparisons(cards: list[Card], load_scores: ScoreLoader) -> pd.DataFr
             groups.setdefault((card.dataset, card.target, card.defense, card.knowledge, card.seed), []).append(card)
     for (dataset, target, defense, knowledge, seed), group in groups.items():
         scores = {card.attack: load_scores(card) for card in group}
-        best = max(group, key=lambda c: _calibration_auc(scores[c.attack]))
+        best = max(group, key=lambda c: calibration_auc(scores[c.attack]))
         family = []
         for other in group:
             same_images = np.array_equal(scores[best.attack]["labels"], scores[other.attack]["labels"])
@@ -257,7 +262,7 @@ def paired_comparisons(cards: list[Card], load_scores: ScoreLoader) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _calibration_auc(arrays: dict[str, np.ndarray]) -> float:
+def calibration_auc(arrays: dict[str, np.ndarray]) -> float:
     """AUC of the oriented calibration scores the threshold was fitted on (0.5 when absent)."""
     labels = arrays.get("calibration_labels")
     if labels is None or len(np.unique(labels)) < 2:

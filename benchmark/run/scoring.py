@@ -104,7 +104,7 @@ def run_attack(
     when the attack's statistic ranks calibration members below non-members)."""
     attack = component.instantiate()
     access = make_access(model, attack.threat_model, scoring.batch_size)
-    chosen, orientation, threshold_data = _calibrate(attack, access, calibration, seed, component.label, scoring)
+    chosen, orientation, threshold_data = _calibrate(attack, calibration, seed, component.label, scoring)
     _bind(access, evaluated, seed, component.label, "score")
     counter = counter_of(access)
     counter.reset()
@@ -143,10 +143,11 @@ def _bind(access: AccessView, images: Labelled, seed: int, label: str, purpose: 
 
 
 def _calibrate(
-    attack: Attack, access: AccessView, calibration: CalibrationData, seed: int, label: str, scoring: Scoring
+    attack: Attack, calibration: CalibrationData, seed: int, label: str, scoring: Scoring
 ) -> tuple[dict, int, tuple[np.ndarray | None, np.ndarray | None]]:
     """(what ``calibrate`` chose, the learned orientation, the labels and oriented scores the
-    threshold is fitted on). An attack that learns from labelled images calibrates on one seeded
+    threshold is fitted on), through a view of the calibration model of the attack's own threat
+    model (uncounted). An attack that learns from labelled images calibrates on one seeded
     half and its orientation and threshold come from the other half, so neither is fitted on
     images that chose a setting or trained a head."""
     if calibration.knowledge == "none":

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from benchmark.report.card import Card
+from benchmark.report.tables import calibration_auc
 
 # images this close (RMS over pixels in [-1, 1], so 0.02 is 1% of the range) are the same picture
 NEAR_DUPLICATE_RMS = 0.02
@@ -33,15 +33,7 @@ def empirical_p_values(member_scores: np.ndarray, nonmember_scores: np.ndarray) 
 
 def strongest_on_calibration(cards: Sequence[Card], arrays: dict[str, dict[str, np.ndarray]]) -> Card:
     """The attack whose oriented calibration scores separate best (the first card when none has any)."""
-
-    def calibration_auc(card: Card) -> float:
-        scores = arrays[card.attack]
-        labels = scores.get("calibration_labels")
-        if labels is None or len(np.unique(labels)) < 2:
-            return 0.5
-        return float(roc_auc_score(labels, scores["calibration_scores"]))
-
-    return max(cards, key=calibration_auc)
+    return max(cards, key=lambda card: calibration_auc(arrays[card.attack]))
 
 
 def nearest_nonmembers(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

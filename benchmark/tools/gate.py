@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from benchmark.core.errors import BenchmarkError, GateTripped
-from benchmark.report.card import Card
+from benchmark.report.card import Card, card_schema
 
 _CONDITION = re.compile(r"^\s*([a-z0-9_]+)\s*([<>])\s*([-+0-9.eE]+)\s*$")
 
@@ -25,9 +25,8 @@ class Gate:
     @classmethod
     def parse(cls, text: str) -> Gate:
         match = _CONDITION.match(text)
-        numeric = {name for name, field in Card.model_fields.items()
-                   if ("float" in str(field.annotation) or "int" in str(field.annotation))
-                   and "list" not in str(field.annotation) and "dict" not in str(field.annotation)}  # fmt: skip
+        numeric = {name for name, spec in card_schema()["properties"].items()
+                   if {"number", "integer"} & {t.get("type") for t in spec.get("anyOf", [spec])}}  # fmt: skip
         if not match:
             raise BenchmarkError(f"--fail-if '{text}' is not METRIC>VALUE or METRIC<VALUE (e.g. tpr_at_1pct_fpr>0.05)")
         metric, sign, limit = match.groups()

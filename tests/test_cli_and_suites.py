@@ -37,6 +37,14 @@ def test_shipped_suites_validate(name):
         ({"attacks": [{"name": "nais", "params": {"k": 1}}]}, "k must be at least 2"),
         ({"attacks": [{"name": "nais", "params": {"statistic": "hull"}}]}, "is not one of"),
         ({"attacks": ["nais", "nais"]}, "lists 'nais' twice"),
+        (
+            {"attacks": ["loss_cal", {"name": "loss_cal", "knowledge": ["target-members"]}]},
+            "lists 'loss_cal' twice",
+        ),
+        (
+            {"attacks": ["nais", {"name": "nais", "params": {"k": 3}, "knowledge": ["target-members"]}]},
+            "lists 'nais' twice",
+        ),
         ({"defenses": ["dp"]}, "unknown defense 'dp'"),
         # compatibility declared on the classes, refused when the suite is read
         ({"attacks": ["clid"]}, "attack 'clid' conditions on captions, which target 'tiny-0.1M' does not take"),
@@ -60,6 +68,23 @@ def test_suite_mistakes_are_named(tmp_path, change, message):
     path = write_suite(tmp_path, tiny_suite_dict(**change))
     with pytest.raises(BenchmarkError, match=message.replace("(", r"\(").replace("?", r"\?")):
         load_suite(str(path))
+
+
+def test_an_attack_repeats_under_other_knowledge_on_some_defenses(tmp_path):
+    """One name on the page: target-members cells for the undefended target only, shadow everywhere."""
+    suite = load_suite(str(write_suite(tmp_path, tiny_suite_dict(
+        defenses=["none", "augmentation"],
+        attacks=[{"name": "loss_cal", "knowledge": ["shadow"]},
+                 {"name": "loss_cal", "knowledge": ["target-members"], "defenses": ["none"]}],
+    ))))  # fmt: skip
+    cells = {
+        (defense.label, attack.label, level)
+        for defense in suite.defenses
+        for attack in suite.attacks_for(defense)
+        for level in suite.knowledge_for(attack)
+    }
+    assert cells == {("none", "loss_cal", "shadow"), ("none", "loss_cal", "target-members"),
+                     ("augmentation", "loss_cal", "shadow")}  # fmt: skip
 
 
 def test_oversized_split_is_refused_before_training(tmp_path, capsys):

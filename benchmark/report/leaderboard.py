@@ -24,8 +24,9 @@ from benchmark.run.results import ResultStore
 from benchmark.run.suite import caption_conditioned_attacks
 
 DEFAULT_DIR = Path("leaderboard")
-# the suites the committed page is built from (each runs cold in under 100 minutes on 2 CPU cores)
-PUBLISHED_SUITES = ("full", "defenses", "regimes", "memorising")
+# the suites the committed page is built from (each runs cold in about an hour on 2 CPU cores);
+# `memorising` (8×8 digits, query budgets, from-scratch DP) stays runnable but is not republished
+PUBLISHED_SUITES = ("full", "defenses", "regimes")
 TOLERANCE = 1e-9
 
 

@@ -273,9 +273,9 @@ def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dic
         )
 
 
-# the attacker labels its own shadow's images, as many as it likes; beyond a few hundred per class
-# they cost scoring time (a 1,024-member shadow would double a cell) without changing a threshold
-SHADOW_CALIBRATION_CAP = 256
+# the attacker labels its own shadow's images, as many as it likes; beyond about a hundred per class
+# they cost scoring time (a 1,024-member shadow would double a cell) without moving a threshold much
+SHADOW_CALIBRATION_CAP = 128
 
 
 def _at_most(indices: np.ndarray, seed: int) -> np.ndarray:

@@ -227,9 +227,18 @@ def _shadow_count(value: Any, where: str) -> int:
 
 def _check_knowledge(suite: Suite, where: str) -> None:
     """Attacks that learn from labelled images cannot run under ``none``; shadows need a target the
-    harness trains (a model loaded as given has no recipe to train shadows with)."""
+    harness trains (a model loaded as given has no recipe to train shadows with). An attack may be
+    listed twice, with the same settings under other knowledge levels (say, ``target-members`` on the
+    undefended target only), so one attack keeps one name on the page."""
+    seen: dict[str, Component] = {}
     for attack in suite.attacks:
         levels = suite.knowledge_for(attack)
+        earlier = seen.setdefault(attack.label, attack)
+        if earlier is not attack and (earlier.config != attack.config or set(levels) & set(suite.knowledge_for(earlier))):
+            raise BenchmarkError(
+                f"{where}: 'attacks' lists '{attack.label}' twice; repeat an attack only with the same settings under "
+                "other knowledge levels, or give one entry a distinct 'label'"
+            )
         if "none" in levels and attack.instantiate().needs_calibration():
             raise BenchmarkError(
                 f"{where}: attack '{attack.label}' learns from calibration data, which knowledge 'none' does not "
@@ -357,6 +366,6 @@ def _components(raw: dict, key: str, where: str, suite_split: dict | None = None
                                     defenses=None if defenses is None else [str(d) for d in defenses], split=split))
     labels = [c.label for c in components]
     duplicate = next((x for x in labels if labels.count(x) > 1), None)
-    if duplicate:
+    if duplicate and key != "attacks":  # an attack may repeat under other knowledge: `_check_knowledge`
         raise BenchmarkError(f"{where}: '{key}' lists '{duplicate}' twice; give one of them a distinct 'label'")
     return components

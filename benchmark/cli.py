@@ -175,7 +175,9 @@ def _leaderboard(args: argparse.Namespace) -> None:
         print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} and {board.site_page} are up to date")
         return
     if args.publish:
-        print(f"published {board.publish(args.publish, args.provenance)} cards from {args.publish}")
+        copied, left_out = board.publish(args.publish, args.provenance)
+        older = f" (left out {left_out} of cells the suite no longer makes)" if left_out else ""
+        print(f"published {copied} cards from {args.publish}{older}")
     print(f"regenerated {args.dir / 'LEADERBOARD.md'} and {board.site_page} from {board.regenerate()} cards")
     if args.site:
         print(f"wrote {board.write_site(args.site)}")

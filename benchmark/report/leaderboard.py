@@ -21,7 +21,8 @@ from benchmark.report.card import Card
 from benchmark.report.metrics import point_metrics
 from benchmark.report.render import leaderboard_html, leaderboard_markdown, plot_names, write_outputs
 from benchmark.run.results import ResultStore
-from benchmark.run.suite import caption_conditioned_attacks
+from benchmark.run.runner import planned_hashes
+from benchmark.run.suite import caption_conditioned_attacks, load_suite, registered_suites
 
 DEFAULT_DIR = Path("leaderboard")
 # the suites the committed page is built from (each runs cold in about an hour on 2 CPU cores);
@@ -85,11 +86,16 @@ class Leaderboard:
     def load_scores(self, card: Card) -> dict[str, np.ndarray]:
         return self._scores(Path(card.path))
 
-    def publish(self, run_dir: Path, provenance: str = "reproduced") -> int:
+    def publish(self, run_dir: Path, provenance: str = "reproduced") -> tuple[int, int]:
+        """Copy in the cards a registered suite still plans (a resumed run folder can hold cells of
+        an older version of the file, which no longer describe the suite); (copied, left out)."""
         store = ResultStore(run_dir)
         if not store.cards:
             raise BenchmarkError(f"{run_dir} holds no results.jsonl cards; run a suite into it first")
-        for card in store.cards:
+        registered = registered_suites()
+        plans = {name: planned_hashes(load_suite(name)) for name in {c.suite for c in store.cards} & set(registered)}
+        current = [c for c in store.cards if c.suite not in plans or c.config_hash in plans[c.suite]]
+        for card in current:
             scores_file = store.scores_path(card)
             stem = self.cards_dir / card.suite / card_stem(card)
             scores_path, card_path = stem.parent / f"{stem.name}.npz", stem.parent / f"{stem.name}.json"
@@ -97,7 +103,7 @@ class Leaderboard:
             update = {"provenance": provenance, "scores_sha256": sha256_file(scores_path)}
             published = Card.parse(card.to_dict() | update, str(scores_file))
             atomic_write_text(card_path, published.to_json(indent=1) + "\n")
-        return len(store.cards)
+        return len(current), len(store.cards) - len(current)
 
     def regenerate(self) -> int:
         cards = self.load()

@@ -202,6 +202,20 @@ def plan_groups(suite: Suite, cache: Cache) -> Iterator[TargetCells]:
                                       features)  # fmt: skip
 
 
+def planned_hashes(suite: Suite) -> set[str]:
+    """The config hash of every cell the suite makes today: what a finished run (or a published
+    board) of it holds, no more (cells of an older version of the file) and no less."""
+    return {
+        cell_hash(suite, dataset, target, defense, Cell(attack, knowledge), seed)
+        for dataset in suite.datasets
+        for seed in suite.seeds
+        for target in suite.targets
+        for defense in suite.defenses_for(seed)
+        for attack in suite.attacks_for(defense)
+        for knowledge in suite.knowledge_for(attack)
+    }
+
+
 def run_suite(
     suite: Suite, out: Path, cache: Cache, console_table: bool = True, executor: SubmititRunner | None = None
 ) -> list[Card]:
@@ -216,10 +230,8 @@ def run_suite(
         for a in suite.attacks_for(defense)
     )
     counter = {"done": 0, "total": len(suite.datasets) * len(suite.targets) * per_target}
-    planned: set[str] = set()
     jobs: list[GroupJob] = []
     for group in plan_groups(suite, cache):
-        planned.update(group.hashes.values())
         pending = [c.id for c in group.cells if not store.has(group.hashes[c.id])]
         if executor is None or not pending:  # a group with only a stale utility is quick: done here
             run_group(group, store, cache, counter)
@@ -229,6 +241,7 @@ def run_suite(
     if jobs:
         console.print(f"{len(jobs)} cell groups to run as {executor.kind} jobs (logs: {out / 'jobs' / 'logs'})")
         executor.run(jobs, store, out / "jobs" / "logs")
+    planned = planned_hashes(suite)
     cards = [card for card in store.cards if card.config_hash in planned]
     if runtime.is_main_process():
         write_outputs(store.out, cards, store.load_scores, console_table, caption_conditioned_attacks())

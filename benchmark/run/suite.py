@@ -234,7 +234,8 @@ def _check_knowledge(suite: Suite, where: str) -> None:
     for attack in suite.attacks:
         levels = suite.knowledge_for(attack)
         earlier = seen.setdefault(attack.label, attack)
-        if earlier is not attack and (earlier.config != attack.config or set(levels) & set(suite.knowledge_for(earlier))):
+        overlap = set(levels) & set(suite.knowledge_for(earlier))
+        if earlier is not attack and (earlier.config != attack.config or overlap):
             raise BenchmarkError(
                 f"{where}: 'attacks' lists '{attack.label}' twice; repeat an attack only with the same settings under "
                 "other knowledge levels, or give one entry a distinct 'label'"

@@ -47,6 +47,20 @@ def test_hand_edited_metric_is_caught_even_after_regenerating(board):
         board.regenerate()
 
 
+def test_publish_leaves_out_cells_the_registered_suite_no_longer_makes(tiny_run, tmp_path):
+    """A resumed run folder keeps the cells of an older version of a suite file: they do not
+    describe the suite any more, so publishing them would put rows on the page no command makes."""
+    out, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    lines = (run / "results.jsonl").read_text().splitlines()
+    older = json.loads(lines[0]) | {"suite": "quick"}  # quick plans no cell with this hash
+    (run / "results.jsonl").write_text("\n".join([json.dumps(older), *lines[1:]]) + "\n")
+    board = Leaderboard(tmp_path / "leaderboard")
+    assert board.publish(run) == (7, 1)
+    assert not (board.cards_dir / "quick").exists()
+
+
 def test_new_card_without_regenerating_fails_check(board, capsys):
     source = _cards(board)[0]
     card = json.loads(source.read_text())

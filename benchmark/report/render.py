@@ -94,7 +94,6 @@ class Page:
     papers: str
     headline: Section | None
     folded: list[Section] = field(default_factory=list)
-    significant: Section | None = None
     inverted: Section | None = None
     figures: list[Figure] = field(default_factory=list)
     folded_figures: list[Figure] = field(default_factory=list)
@@ -182,13 +181,13 @@ def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = (
                               "Mean (± std over seeds) per attack and member count; see `regimes.png`.",
                               _regime_frame(regimes)))  # fmt: skip
     paired = paired_comparisons(main, load_scores)
-    significant = None
     if len(paired):
         note = ("AUC difference on the same evaluated images, paired bootstrap; the compared attack is the one best on "
                 "the attacker's calibration data (never chosen on these images); p-values Holm-corrected per target, "
                 "knowledge and seed.")  # fmt: skip
         kept = paired[paired["significant"] == "yes"].drop(columns=["significant"])
-        significant = Section("Significant paired differences", note, kept) if len(kept) else None
+        if len(kept):  # first among the folds: the claim a reader checks after the ranking
+            folded.insert(0, Section("Significant paired differences", note, kept))
         folded.append(Section("Every paired comparison", note, paired))
     for group in targets.values():
         for keys, cells in _grouped(group):
@@ -220,7 +219,6 @@ def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = (
         papers=papers_order(),
         headline=headline,
         folded=folded,
-        significant=significant,
         inverted=inverted,
         figures=shown,
         folded_figures=folded_figures,

@@ -27,14 +27,12 @@ def _utility(row: pd.Series) -> str:
 def defense_sentence(target: str, knowledge: str, cards: list[Card]) -> str | None:
     """``cards``: the target's cards under ``knowledge``, every defense."""
     worst = worst_case(cards)
-    if worst.empty or "none" not in set(worst["defense"]):
-        return None
+    defended = worst[worst["defense"] != "none"].sort_values("auc")
+    if defended.empty or "none" not in set(worst["defense"]):
+        return None  # nothing to compare (a regime target is undefended only: the attack answer covers it)
     base = worst[worst["defense"] == "none"].iloc[0]
     text = (f"**{target}** (knowledge `{knowledge}`): undefended, the strongest attack reaches AUC {base['auc']:.3f} "
             f"({base['auc_attack']}) at {_utility(base)}")  # fmt: skip
-    defended = worst[worst["defense"] != "none"].sort_values("auc")
-    if defended.empty:
-        return text + "."
     best = defended.iloc[0]
     text += f"; the most private defense is `{best['defense']}`: AUC {best['auc']:.3f} at {_utility(best)}"
     trained = defended[~defended["defense"].isin(["public_only"])]

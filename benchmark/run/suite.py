@@ -230,16 +230,18 @@ def _check_knowledge(suite: Suite, where: str) -> None:
     harness trains (a model loaded as given has no recipe to train shadows with). An attack may be
     listed twice, with the same settings under other knowledge levels (say, ``target-members`` on the
     undefended target only), so one attack keeps one name on the page."""
-    seen: dict[str, Component] = {}
+    first: dict[str, Component] = {}
+    levels_so_far: dict[str, set[str]] = {}
     for attack in suite.attacks:
         levels = suite.knowledge_for(attack)
-        earlier = seen.setdefault(attack.label, attack)
-        overlap = set(levels) & set(suite.knowledge_for(earlier))
-        if earlier is not attack and (earlier.config != attack.config or overlap):
+        earlier = first.setdefault(attack.label, attack)
+        taken = levels_so_far.setdefault(attack.label, set())
+        if earlier.config != attack.config or taken & set(levels):
             raise BenchmarkError(
                 f"{where}: 'attacks' lists '{attack.label}' twice; repeat an attack only with the same settings under "
                 "other knowledge levels, or give one entry a distinct 'label'"
             )
+        taken.update(levels)
         if "none" in levels and attack.instantiate().needs_calibration():
             raise BenchmarkError(
                 f"{where}: attack '{attack.label}' learns from calibration data, which knowledge 'none' does not "

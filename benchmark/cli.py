@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
         help="autocast for training and queries (through accelerate); joins every cache key and cell hash",
     )  # fmt: skip
-    parser.add_argument("--threads", type=positive_integer, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_integer, default=None,
+                        help="torch CPU threads (default: OMP_NUM_THREADS, else all cores)")  # fmt: skip
     parser.add_argument(
         "--checkpoint-every",
         type=non_negative_integer,

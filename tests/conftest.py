@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def write_suite(folder: Path, raw: dict, name: str = "suite.yaml") -> Path:
     return path
 
 
+# pytest-xdist runs one worker a core (``-n auto``); each worker, and every process a test starts,
+# gets one torch thread (``OMP_NUM_THREADS``, which the harness honours), so the workers share the
+# cores instead of spinning against each other
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _runtime() -> None:
     runtime.configure("cpu")
@@ -76,7 +85,13 @@ def _runtime() -> None:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    """One cache for every worker: its per-key file lock makes the second worker that needs the
+    tiny target wait for the first and load it, instead of training it again."""
+    if not XDIST_WORKER:
+        return tmp_path_factory.mktemp("cache")
+    shared = tmp_path_factory.getbasetemp().parent / "cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(scope="session")

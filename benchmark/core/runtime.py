@@ -21,6 +21,16 @@ _mixed_precision = "no"
 _checkpoint_every = 100
 
 
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` where the environment sets it (``accelerate launch``, a Slurm job, a
+    parallel test worker), else every core: a process that shares the cores with others must not
+    take them all, or the thread pools spin against each other."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
 def configure(
     device: str = "auto", threads: int | None = None, checkpoint_every: int = 100, mixed_precision: str = "no"
 ) -> None:
@@ -30,7 +40,7 @@ def configure(
     _device_choice, _mixed_precision = device, mixed_precision
     accelerator.cache_clear()
     progress.console.quiet = not accelerator().is_main_process
-    wanted = threads or os.cpu_count() or 1
+    wanted = threads or default_threads()
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
 

@@ -19,7 +19,7 @@ from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
 from benchmark.report.card import Card
 from benchmark.report.metrics import point_metrics
-from benchmark.report.render import leaderboard_html, leaderboard_markdown, plot_names, write_outputs
+from benchmark.report.render import Page, leaderboard_html, leaderboard_markdown, page, plot_names, write_outputs
 from benchmark.run.results import ResultStore
 from benchmark.run.runner import planned_hashes
 from benchmark.run.suite import caption_conditioned_attacks, load_suite, registered_suites
@@ -107,34 +107,34 @@ class Leaderboard:
 
     def regenerate(self) -> int:
         cards = self.load()
-        write_outputs(self.folder, cards, self.load_scores, console_table=False, unshown=caption_conditioned_attacks())
-        self._write_site(cards, self.site_page.parent)
+        unshown = caption_conditioned_attacks()
+        content = write_outputs(self.folder, cards, self.load_scores, console_table=False, unshown=unshown)
+        self._write_site(content, self.site_page.parent)
         return len(cards)
 
     def write_site(self, folder: Path) -> Path:
         """The page as one self-contained HTML file in ``folder`` (figures embedded; opens offline)."""
-        return self._write_site(self.load(), Path(folder))
+        return self._write_site(self._page(self.load()), Path(folder))
 
-    def _write_site(self, cards: list[Card], folder: Path) -> Path:
-        page = folder / "index.html"
-        atomic_write_text(page, self._site(cards))
-        return page
+    def _write_site(self, content: Page, folder: Path) -> Path:
+        site = folder / "index.html"
+        atomic_write_text(site, leaderboard_html(content, self.folder))
+        return site
 
-    def _site(self, cards: list[Card]) -> str:
-        return leaderboard_html(cards, self.load_scores, self.folder, caption_conditioned_attacks())
+    def _page(self, cards: list[Card]) -> Page:
+        return page(cards, self.load_scores, caption_conditioned_attacks())
 
     def check(self) -> int:
         cards = self.load()
-        page = self.folder / "LEADERBOARD.md"
+        content = self._page(cards)
+        markdown_page = self.folder / "LEADERBOARD.md"
         plots = plot_names(cards)
         stale = f"run `python -m benchmark leaderboard --dir {self.folder}` and commit the result"
-        if not page.is_file() or page.read_text() != leaderboard_markdown(
-            cards, self.load_scores, caption_conditioned_attacks()
-        ):
-            raise BenchmarkError(f"{page} is out of date with {self.cards_dir}; {stale}")
+        if not markdown_page.is_file() or markdown_page.read_text() != leaderboard_markdown(content):
+            raise BenchmarkError(f"{markdown_page} is out of date with {self.cards_dir}; {stale}")
         missing = [p for p in plots if not (self.folder / p).is_file()]
         if missing:
             raise BenchmarkError(f"{self.folder} lacks the plots {', '.join(missing)}; {stale}")
-        if not self.site_page.is_file() or self.site_page.read_text() != self._site(cards):
+        if not self.site_page.is_file() or self.site_page.read_text() != leaderboard_html(content, self.folder):
             raise BenchmarkError(f"{self.site_page} is out of date with {self.cards_dir}; {stale}")
         return len(cards)

@@ -42,6 +42,7 @@ from benchmark.report.tables import (
     defense_ranking,
     detail_table,
     headline_knowledge,
+    page_order,
     paired_comparisons,
     provenance_table,
     regime_table,
@@ -117,10 +118,9 @@ def _template(name: str) -> jinja2.Template:
 
 
 def _targets(cards: list[Card]) -> dict[tuple[str, str], list[Card]]:
-    """Cards per (dataset, target), the `full` suite's targets first (the headline), then page order."""
-    ordered = sorted(cards, key=lambda c: c.suite != "full")
+    """Cards per (dataset, target), targets in page order."""
     targets: dict[tuple[str, str], list[Card]] = {}
-    for card in ordered:
+    for card in page_order(cards):
         targets.setdefault((card.dataset, card.target), []).append(card)
     return targets
 
@@ -258,15 +258,12 @@ def _grouped(cards: list[Card]) -> list[tuple[tuple, list[Card]]]:
     return list(groups.items())
 
 
-def leaderboard_markdown(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = ()) -> str:
-    return _template("leaderboard.md.j2").render(page=page(cards, load_scores, unshown))
+def leaderboard_markdown(content: Page) -> str:
+    return _template("leaderboard.md.j2").render(page=content)
 
 
-def leaderboard_html(
-    cards: list[Card], load_scores: ScoreLoader, figures_dir: Path, unshown: Sequence[str] = ()
-) -> str:
+def leaderboard_html(content: Page, figures_dir: Path) -> str:
     """The same page as one HTML file: sortable tables, figures embedded from ``figures_dir``."""
-    content = page(cards, load_scores, unshown)
 
     def embedded(figure: Figure) -> str:
         data = base64.b64encode((figures_dir / figure.file).read_bytes()).decode("ascii")
@@ -303,13 +300,17 @@ def write_figures(folder: Path, cards: list[Card], load_scores: ScoreLoader) -> 
 
 def write_outputs(
     folder: Path, cards: list[Card], load_scores: ScoreLoader, console_table: bool = True, unshown: Sequence[str] = ()
-) -> None:
+) -> Page | None:
+    """The figures and ``LEADERBOARD.md``; returns the page, so a caller can render it again (as
+    HTML) without recomputing its comparisons. ``None`` when there is nothing to show."""
     if not cards:
-        return
+        return None
     write_figures(folder, cards, load_scores)
-    atomic_write_text(folder / "LEADERBOARD.md", leaderboard_markdown(cards, load_scores, unshown))
+    content = page(cards, load_scores, unshown)
+    atomic_write_text(folder / "LEADERBOARD.md", leaderboard_markdown(content))
     if console_table:
         print_table([c for c in cards if not c.budget])
+    return content
 
 
 def print_table(cards: list[Card]) -> None:

@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 
 from benchmark.report.card import Card
 from benchmark.report.papers import CIFAR10_AUC
-from benchmark.report.tables import attack_means, headline_knowledge, worst_case
+from benchmark.report.tables import attack_means, headline_knowledge, page_order, worst_case
 
 
 def _queries(count: float) -> str:
@@ -76,7 +76,7 @@ def papers_sentence(target: str, means: pd.DataFrame) -> str | None:
 def summary(cards: list[Card]) -> dict[str, list[str]]:
     """The three answers, one sentence per target, targets in page order."""
     targets: dict[str, list[Card]] = {}
-    for card in cards:
+    for card in page_order(cards):
         targets.setdefault(f"{card.dataset}/{card.target}", []).append(card)
     answers: dict[str, list[str]] = {"defenses": [], "attacks": [], "papers": []}
     for name, group in targets.items():

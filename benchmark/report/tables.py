@@ -29,6 +29,12 @@ def headline_knowledge(levels: Iterable[str]) -> str:
     return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
 
 
+def page_order(cards: Iterable[Card]) -> list[Card]:
+    """The `full` suite's (headline) targets first, then by members, so a training-set-size curve
+    (64, 256, 1,024 members) reads in order instead of by name; stable within a target."""
+    return sorted(cards, key=lambda c: (c.suite != "full", c.n_members))
+
+
 def _fmt_metric(card: Card, key: str) -> str:
     low, high = card.metric(f"{key}_ci")
     text = f"{card.metric(key):.3f} [{low:.2f}, {high:.2f}]"

@@ -11,7 +11,6 @@ locks make that safe), so on a cluster ``--out`` and ``--cache`` must be on a sh
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,11 +135,11 @@ class SubmititRunner:
 
     def job_settings(self) -> dict:
         """How each job configures itself: the parent's device and precision; threads as asked
-        (``--threads``), else the cores split between local jobs (two single-threaded trainings side
+        (``--threads``), else the parent's default threads split between local jobs (two single-threaded trainings side
         by side beat one two-threaded one here), else a Slurm job's CPUs."""
         settings = runtime.settings()
         if self.kind == "local":
-            settings["threads"] = self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+            settings["threads"] = self.threads or max(1, runtime.default_threads() // self.jobs)
         else:
             settings["threads"] = self.options.cpus_per_job or self.threads
         return settings

@@ -70,9 +70,9 @@ def write_suite(folder: Path, raw: dict, name: str = "suite.yaml") -> Path:
     return path
 
 
-# pytest-xdist runs one worker a core (``-n auto``); each worker, and every process a test starts,
-# gets one torch thread (``OMP_NUM_THREADS``, which the harness honours), so the workers share the
-# cores instead of spinning against each other
+# pytest-xdist runs one worker a logical CPU (``-n logical``); each worker, and every process a
+# test starts, gets one torch thread (``OMP_NUM_THREADS``, which the harness honours), so the
+# workers share the cores instead of spinning against each other
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER:
     os.environ["OMP_NUM_THREADS"] = "1"

@@ -1,5 +1,6 @@
 """Bad input: one readable line, exit code 2, no traceback; good input: every registry listed."""
 
+import os
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
+from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError
 from benchmark.run.suite import load_suite, registered_suites
 from conftest import tiny_suite_dict, write_suite
@@ -139,3 +141,14 @@ def test_suite_files_are_yaml_mappings_only(tmp_path):
     path.write_text(yaml.safe_dump(["nais"]))
     with pytest.raises(BenchmarkError, match="a suite is a YAML mapping"):
         load_suite(str(path))
+
+
+def test_threads_default_to_omp_num_threads_else_every_core(monkeypatch):
+    """A process sharing the cores (accelerate launch, a Slurm job, a parallel test worker) is told so
+    through OMP_NUM_THREADS; taking every core anyway makes the thread pools spin against each other."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.default_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert runtime.default_threads() == os.cpu_count()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert runtime.default_threads() == os.cpu_count()

@@ -135,8 +135,8 @@ class SubmititRunner:
 
     def job_settings(self) -> dict:
         """How each job configures itself: the parent's device and precision; threads as asked
-        (``--threads``), else the parent's default threads split between local jobs (two single-threaded trainings side
-        by side beat one two-threaded one here), else a Slurm job's CPUs."""
+        (``--threads``), else the parent's default threads split between local jobs (two
+        single-threaded trainings side by side beat one two-threaded one here), else a Slurm job's CPUs."""
         settings = runtime.settings()
         if self.kind == "local":
             settings["threads"] = self.threads or max(1, runtime.default_threads() // self.jobs)

@@ -47,15 +47,14 @@ class GSA(Attack):
     def features(self, access: WhiteBoxView, images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         count = self.config.timesteps
         timesteps = [(i + 1) * access.num_train_timesteps // count - 1 for i in range(count)]
-        rows = []
-        for image in images:
-            noise = torch.randn((count, *image.shape), generator=generator)
-            if self.config.variant == "gsa1":
-                rows.append(access.loss_gradient_norms(image, noise, timesteps))
-            else:
-                per_t = [access.loss_gradient_norms(image, noise[i : i + 1], [t]) for i, t in enumerate(timesteps)]
-                rows.append(torch.stack(per_t).mean(0))
-        return torch.stack(rows).double().numpy()
+        # one draw per image, in image order: the stream the per-image loop drew
+        noise = torch.stack([torch.randn((count, *image.shape), generator=generator) for image in images])
+        if self.config.variant == "gsa1":
+            norms = access.loss_gradient_norms(images, noise, timesteps)
+        else:
+            per_t = [access.loss_gradient_norms(images, noise[:, i : i + 1], [t]) for i, t in enumerate(timesteps)]
+            norms = torch.stack(per_t).mean(0)
+        return norms.double().numpy()
 
     def needs_calibration(self) -> bool:
         return True

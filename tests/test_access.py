@@ -48,11 +48,39 @@ def test_black_box_offers_only_variations(model):
 
 def test_white_box_gradients_are_counted_forward_and_backward(model):
     access = WhiteBoxAccess(model)
-    norms = access.loss_gradient_norms(torch.randn(1, 8, 8), torch.randn(3, 1, 8, 8), [10, 100, 500])
-    assert norms.shape == (len(list(model.unet.parameters())),)
+    norms = access.loss_gradient_norms(torch.randn(2, 1, 8, 8), torch.randn(2, 3, 1, 8, 8), [10, 100, 500])
+    assert norms.shape == (2, len(list(model.unet.parameters())))
     assert (norms > 0).any() and torch.isfinite(norms).all()
-    assert (counter_of(access).forward_passes, counter_of(access).backward_passes) == (3, 1)
+    assert (counter_of(access).forward_passes, counter_of(access).backward_passes) == (6, 2)
     assert all(p.grad is None for p in model.unet.parameters())
+
+
+def test_batched_gradient_norms_equal_the_per_image_loop():
+    """GSA's features through torch.func (vmap over grad) against one backward per image, on the
+    harness's UNet with attention, in chunks of two images (batch size 6, 3 timesteps)."""
+    from benchmark.api.registry import TARGETS
+    from benchmark.core.configs import build_config
+    from benchmark.tools.perf import looped_gradient_norms
+
+    entry = TARGETS.get("ddpm_unet")
+    config = build_config(entry.cls.Config, "t", {"attention": True})
+    plan = entry.cls(config).training_plan(torch.empty(0, 1, 8, 8), None, seed=0)
+    unet = plan.new_unet().eval()
+    assert any("Attn" in type(block).__name__ for block in unet.down_blocks)
+    model = DiffusionModel(unet, plan.scheduler)
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(5, 1, 8, 8, generator=generator), torch.randn(5, 3, 1, 8, 8, generator=generator)
+    access = WhiteBoxAccess(model, batch_size=6)
+    batched = access.loss_gradient_norms(x0, noise, [10, 300, 900])
+    looped = looped_gradient_norms(model, x0, noise, [10, 300, 900])
+    assert batched.shape == looped.shape == (5, len(list(unet.parameters())))
+    assert torch.allclose(batched, looped, rtol=1e-4, atol=1e-7)
+    assert not torch.equal(batched[0], batched[1])  # images differ, so their gradients do
+
+
+def test_gradient_norms_refuse_unbatched_input(model):
+    with pytest.raises(BenchmarkError, match=r"\(N, 3, C, H, W\)"):
+        WhiteBoxAccess(model).loss_gradient_norms(torch.randn(1, 8, 8), torch.randn(3, 1, 8, 8), [10, 100, 500])
 
 
 def test_ddim_step_inverts_itself_with_a_shared_prediction(model):

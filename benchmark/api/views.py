@@ -52,7 +52,8 @@ class WhiteBoxView(GrayBoxView, Protocol):
     """Gray-box plus gradients of the denoising loss with respect to the parameters."""
 
     def loss_gradient_norms(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
-        """ℓ2 norm of ∇_θ per parameter tensor of one image's loss averaged over ``timesteps``."""
+        """(N, P): per image of ``x0`` (N, C, H, W), the ℓ2 norm of ∇_θ per parameter tensor of its
+        loss averaged over ``timesteps``, with ``noise`` (N, K, C, H, W) one draw per timestep."""
 
 
 @runtime_checkable

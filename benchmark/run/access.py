@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmark.api.model import DiffusionModel, ThreatModel
 from benchmark.core import runtime
@@ -41,30 +43,72 @@ class QueryCounter:
         self.backward_passes = 0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, captions: Sequence[str] | None = None) -> torch.Tensor:
-        """Batched forwards; on an out-of-memory error the batch size halves and the chunk reruns
-        (so a suite's batch size is a ceiling, and a GPU of any size finishes). Captions, one per
-        row, are encoded chunk by chunk, so no condition for the whole set sits in memory."""
+        """Batched forwards, ``batch_size`` rows at a time. Captions, one per row, are encoded chunk
+        by chunk, so no condition for the whole set sits in memory."""
+
+        def forward(start: int, end: int) -> torch.Tensor:
+            condition = None if captions is None else self._encode_text(captions[start:end])
+            return runtime.sharded_forward(self._unet, x[start:end], t[start:end], condition)
+
+        outputs = self.in_chunks(x.shape[0], 1, forward)
+        self.forward_passes += x.shape[0]
+        return torch.cat(outputs)
+
+    def in_chunks(
+        self, items: int, rows_per_item: int, compute: Callable[[int, int], torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """``compute(start, end)`` over consecutive slices of ``items`` that each put at most
+        ``batch_size`` rows through the UNet (an item may be several rows, at least one item a
+        slice). On an out-of-memory error the batch size halves and the slice reruns, so a suite's
+        batch size is a ceiling and a GPU of any size finishes."""
         outputs, start = [], 0
-        while start < x.shape[0]:
-            end = start + self.batch_size
+        while start < items:
+            end = start + max(1, self.batch_size // rows_per_item)
             try:
-                condition = None if captions is None else self._encode_text(captions[start:end])
-                outputs.append(runtime.sharded_forward(self._unet, x[start:end], t[start:end], condition))
+                outputs.append(compute(start, end))
             except Exception as error:
                 if not should_reduce_batch_size(error) or self.batch_size == 1:
                     raise
                 self.batch_size //= 2
                 clear_device_cache(garbage_collection=True)
                 continue
-            self.forward_passes += outputs[-1].shape[0]
             start = end
-        return torch.cat(outputs)
+        return outputs
 
 
 def _timesteps(t: int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
     if isinstance(t, torch.Tensor) and t.ndim == 1:
         return t.to(device=device, dtype=torch.long)
     return torch.full((n,), int(t), device=device, dtype=torch.long)
+
+
+def per_example_gradient_norms(
+    model: DiffusionModel, timesteps: list[int]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(images (n, C, H, W), noise (n, K, C, H, W)) -> (n, P): per image, the ℓ2 norm of the gradient
+    of every parameter tensor of its denoising loss averaged over the K timesteps.
+
+    ``torch.func`` maps the gradient over the images (``vmap`` over ``grad``), so n images cost one
+    batched forward and backward instead of n. Attention runs on PyTorch's math kernel here: it is
+    the one scaled-dot-product kernel with a batching rule (the fused CPU kernel falls back to a
+    per-example loop, with a warning)."""
+    unet = model.unet
+    parameters = {name: p.detach() for name, p in unet.named_parameters()}
+    buffers = dict(unet.named_buffers())
+    t = torch.tensor(timesteps, device=model.device)
+
+    def loss(weights: dict[str, torch.Tensor], image: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        noisy = model.scheduler.add_noise(image.expand(len(timesteps), *image.shape), draws, t)
+        return ((functional_call(unet, (weights, buffers), (noisy, t)).sample - draws) ** 2).mean()
+
+    gradients = vmap(grad(loss), in_dims=(None, 0, 0))
+
+    def norms(images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        with sdpa_kernel(SDPBackend.MATH):
+            per_parameter = gradients(parameters, images, noise)
+        return torch.stack([g.flatten(1).norm(dim=1) for g in per_parameter.values()], dim=1).detach()
+
+    return norms
 
 
 class Engine:
@@ -137,20 +181,19 @@ class Engine:
         self.check_timestep(torch.tensor(timesteps))
         if self.model.text_conditioned:
             raise BenchmarkError("gradient attacks do not support text-conditioned targets yet; drop gsa here")
-        unet, device = self.model.unet, self.model.device
-        t = torch.tensor(timesteps, device=device)
-        clean = x0.to(device).expand(len(timesteps), *x0.shape)
-        noise = noise.to(device)
-        noisy = self.model.scheduler.add_noise(clean, noise, t)
-        unet.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            loss = ((unet(noisy, t).sample - noise) ** 2).mean()
-            loss.backward()
-        self.counter.forward_passes += len(timesteps)
-        self.counter.backward_passes += 1
-        norms = torch.stack([p.grad.norm() if p.grad is not None else p.new_zeros(()) for p in unet.parameters()])
-        unet.zero_grad(set_to_none=True)
-        return norms.detach().cpu()
+        if x0.ndim != 4 or noise.shape != (x0.shape[0], len(timesteps), *x0.shape[1:]):
+            raise BenchmarkError(
+                f"loss_gradient_norms takes images (N, C, H, W) and one noise draw per image and timestep "
+                f"(N, {len(timesteps)}, C, H, W); got {tuple(x0.shape)} and {tuple(noise.shape)}"
+            )
+        per_example = per_example_gradient_norms(self.model, timesteps)
+        device = self.model.device
+        rows = self.counter.in_chunks(
+            len(x0), len(timesteps), lambda start, end: per_example(x0[start:end].to(device), noise[start:end].to(device))
+        )
+        self.counter.forward_passes += len(x0) * len(timesteps)
+        self.counter.backward_passes += len(x0)
+        return torch.cat(rows).cpu()
 
     def vary(self, images: torch.Tensor, t: int, steps: int) -> torch.Tensor:
         noise = torch.randn(images.shape, generator=self.noise).to(images.device)
@@ -269,10 +312,12 @@ class WhiteBoxAccess(GrayBoxAccess):
     threat_model = ThreatModel.WHITE_BOX
 
     def loss_gradient_norms(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
-        """ℓ2 norm of ∇_θ per parameter tensor of one image's denoising loss averaged over ``timesteps``.
+        """Per image, the ℓ2 norm of ∇_θ per parameter tensor of its denoising loss averaged over
+        ``timesteps``: a (N, P) tensor.
 
-        ``x0`` is one image (C, H, W), ``noise`` one draw per timestep (K, C, H, W). All K noised
-        copies go through one batched forward (K counted passes) and one backward (1 counted pass).
+        ``x0`` is N images (N, C, H, W), ``noise`` one draw per image and timestep (N, K, C, H, W).
+        Each image counts K forward passes (its K noised copies) and one backward pass; the images
+        are batched, not looped over.
         """
         return _engine(self).loss_gradient_norms(x0, noise, timesteps)
 

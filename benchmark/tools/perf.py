@@ -124,6 +124,20 @@ def _bare_training(model: DiffusionModel, members: torch.Tensor, steps: int, lr:
         optimizer.step()
 
 
+def looped_gradient_norms(model: DiffusionModel, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+    """The reference for GSA's batched per-example gradients: one forward and backward per image
+    through plain autograd, as GSA computed its features before ``torch.func``."""
+    t = torch.tensor(timesteps)
+    rows = []
+    for image, draws in zip(x0, noise, strict=True):
+        noisy = model.scheduler.add_noise(image.expand(len(timesteps), *image.shape), draws, t)
+        model.unet.zero_grad(set_to_none=True)
+        ((model.unet(noisy, t).sample - draws) ** 2).mean().backward()
+        rows.append(torch.stack([p.grad.norm() for p in model.unet.parameters()]))
+    model.unet.zero_grad(set_to_none=True)
+    return torch.stack(rows)
+
+
 def _harness_training(sizes: PerfSizes, members: torch.Tensor, defense_name: str = "none") -> tuple[float, float]:
     """(wall seconds of the defense's ``train``, seconds of its step loop as it reports them); the
     model is built before the clock starts, as in the bare loop."""

@@ -188,9 +188,11 @@ class Engine:
             )
         per_example = per_example_gradient_norms(self.model, timesteps)
         device = self.model.device
-        rows = self.counter.in_chunks(
-            len(x0), len(timesteps), lambda start, end: per_example(x0[start:end].to(device), noise[start:end].to(device))
-        )
+
+        def chunk(start: int, end: int) -> torch.Tensor:
+            return per_example(x0[start:end].to(device), noise[start:end].to(device))
+
+        rows = self.counter.in_chunks(len(x0), len(timesteps), chunk)
         self.counter.forward_passes += len(x0) * len(timesteps)
         self.counter.backward_passes += len(x0)
         return torch.cat(rows).cpu()

@@ -124,7 +124,9 @@ def _bare_training(model: DiffusionModel, members: torch.Tensor, steps: int, lr:
         optimizer.step()
 
 
-def looped_gradient_norms(model: DiffusionModel, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+def looped_gradient_norms(
+    model: DiffusionModel, x0: torch.Tensor, noise: torch.Tensor, timesteps: list[int]
+) -> torch.Tensor:
     """The reference for GSA's batched per-example gradients: one forward and backward per image
     through plain autograd, as GSA computed its features before ``torch.func``."""
     t = torch.tensor(timesteps)

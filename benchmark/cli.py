@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf = commands.add_parser("perf", help="measure harness overhead against bare forwards and training loops")
     perf.add_argument("--out", type=Path, default=Path("perf.json"))
     perf.add_argument("--suite", action="append", default=[], help="also time this suite cold and warm (repeatable)")
+    perf.add_argument(
+        "--jobs", type=positive_integer, action="append", default=[],
+        help="time each --suite cold with this many local jobs (repeatable; default 1 and 2)",
+    )  # fmt: skip
     perf.add_argument("--tiny", action="store_true", help="tiny sizes: checks that perf works, measures nothing")
 
     throughput = commands.add_parser(
@@ -187,7 +191,7 @@ def _leaderboard(args: argparse.Namespace) -> None:
 def _perf(args: argparse.Namespace) -> None:
     from benchmark.tools.perf import PerfSizes, run_perf
 
-    run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite)
+    run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite, args.jobs or [1, 2])
 
 
 def _throughput(args: argparse.Namespace) -> None:

@@ -24,13 +24,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.api.model import DiffusionModel, ThreatModel
-from benchmark.api.plugins import AttackContext
+from benchmark.api.plugins import Attack, AttackContext
 from benchmark.api.registry import ATTACKS, DEFENSES, TARGETS
 from benchmark.api.training import TrainingJob, TrainingPlan
 from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_write_text
 from benchmark.run.access import counter_of, make_access
+from benchmark.run.scoring import Labelled
 from benchmark.run.training import fit
 
 
@@ -206,23 +207,85 @@ def scoring_scaling(sizes: PerfSizes) -> dict:
     }
 
 
-def suite_wall_times(suites: list[str]) -> dict:
-    """Cold (empty cache) then warm (cache hit, fresh output) wall time of whole suites, in subprocesses."""
+def gradient_batching(sizes: PerfSizes) -> dict:
+    """GSA's per-example gradient norms batched with ``torch.func`` against the per-image loop, on
+    the same images and noise, alternately timed; the largest relative difference says they agree."""
+    model, _ = _model(sizes)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(sizes.members, 1, sizes.image_size, sizes.image_size, generator=generator) * 2 - 1
+    timesteps = [(i + 1) * 100 - 1 for i in range(10)]  # GSA's default: 10 equidistant timesteps
+    noise = torch.randn(len(images), len(timesteps), *images.shape[1:], generator=generator)
+    access = make_access(model, ThreatModel.WHITE_BOX, sizes.batch_size)
+    looped, batched = [], []
+    for _ in range(sizes.repeats):
+        looped.append(_seconds(lambda: looped_gradient_norms(model, images, noise, timesteps)))
+        batched.append(_seconds(lambda: access.loss_gradient_norms(images, noise, timesteps)))
+    reference = looped_gradient_norms(model, images, noise, timesteps)
+    difference = (access.loss_gradient_norms(images, noise, timesteps) - reference).abs().max() / reference.abs().max()
+    return {
+        "images": len(images),
+        "loop_seconds_per_image": min(looped) / len(images),
+        "batched_seconds_per_image": min(batched) / len(images),
+        "loop_over_batched": min(looped) / min(batched),
+        "max_relative_difference": float(difference),
+    }
+
+
+def calibration_passes(sizes: PerfSizes) -> list[dict]:
+    """UNet passes (forward + backward) per calibration image for every attack that learns from
+    calibration data, counted, not timed, three ways: as the harness calibrates (``calibrate`` on
+    one half, the threshold scored on the other, so no image is queried twice); calibrating on
+    every image and scoring them all again for the threshold (two passes); and calibrating on every
+    image with the threshold fitted on ``calibrate``'s own scores (one pass, but the threshold then
+    sits on the images that chose the setting, which the harness refuses)."""
+    model, _ = _model(sizes)
+    images = torch.rand(sizes.members, 1, sizes.image_size, sizes.image_size) * 2 - 1
+    labelled = Labelled(images, np.arange(len(images)) % 2)
+    fit, held_out = labelled.halves(0)
+    rows = []
+    for entry in ATTACKS.entries():
+        attack = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset))
+        if not attack.needs_calibration() or entry.cls.requires_captions:
+            continue
+
+        def passes(calibrated_on: Labelled, thresholded_on: Labelled | None, attack: Attack = attack) -> float:
+            access = make_access(model, attack.threat_model, sizes.batch_size)
+            attack.calibrate(access, calibrated_on.images, calibrated_on.labels, AttackContext(torch.Generator()))
+            if thresholded_on is not None:
+                attack.score(access, thresholded_on.images, AttackContext(torch.Generator()))
+            counter = counter_of(access)
+            return (counter.forward_passes + counter.backward_passes) / len(labelled)
+
+        halves, twice, reused = passes(fit, held_out), passes(labelled, labelled), passes(labelled, None)
+        rows.append({"attack": entry.name, "passes_per_image": halves, "two_pass_per_image": twice,
+                     "reused_per_image": reused, "saved": 1 - halves / twice})  # fmt: skip
+    return rows
+
+
+def suite_wall_times(suites: list[str], jobs: list[int]) -> dict:
+    """Per suite, cold (an empty cache of its own) once for each ``--jobs`` value, then warm (the
+    first cold run's cache, a fresh output folder), each in a subprocess. The cold runs of one suite
+    follow each other in this one invocation, so their ratio compares like with like."""
     results = {}
     with tempfile.TemporaryDirectory() as root:
         for name in suites:
-            for phase in ("cold", "warm"):
-                command = [sys.executable, "-m", "benchmark", "run", "--suite", name,
-                           "--out", f"{root}/{name}-{phase}", "--cache", f"{root}/cache"]  # fmt: skip
+            for phase, count in [*((f"cold_jobs{j}", j) for j in jobs), ("warm", jobs[0])]:
+                cache = f"{root}/{name}-cache-{jobs[0] if phase == 'warm' else count}"
+                command = [sys.executable, "-m", "benchmark", "run", "--suite", name, "--jobs", str(count),
+                           "--out", f"{root}/{name}-{phase}", "--cache", cache]  # fmt: skip
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode:
                     raise BenchmarkError(f"suite {name} failed during perf: {done.stderr.strip().splitlines()[-1]}")
                 results[f"{name}_{phase}_seconds"] = time.perf_counter() - started
+            for count in jobs[1:]:
+                results[f"{name}_cold_jobs{count}_over_jobs{jobs[0]}"] = (
+                    results[f"{name}_cold_jobs{count}_seconds"] / results[f"{name}_cold_jobs{jobs[0]}_seconds"]
+                )
     return results
 
 
-def run_perf(out: Path, sizes: PerfSizes, suites: list[str]) -> dict:
+def run_perf(out: Path, sizes: PerfSizes, suites: list[str], jobs: list[int]) -> dict:
     report = {
         "machine": {
             "platform": platform.platform(),
@@ -233,7 +296,9 @@ def run_perf(out: Path, sizes: PerfSizes, suites: list[str]) -> dict:
         "scoring": scoring_overhead(sizes),
         "training": training_ratio(sizes),
         "scaling": scoring_scaling(sizes),
-        "suites": suite_wall_times(suites),
+        "gradients": gradient_batching(sizes),
+        "calibration": calibration_passes(sizes),
+        "suites": suite_wall_times(suites, jobs),
     }
     atomic_write_text(out, json.dumps(report, indent=2))
     print_report(report)
@@ -261,5 +326,18 @@ def print_report(report: dict) -> None:
     console.print(
         f"scoring scaling (×2 images each): {', '.join(f'{r:.2f}×' for r in scaling['ratios'])} (linear is 2.0)"
     )
-    for name, seconds in report["suites"].items():
-        console.print(f"{name}: {seconds:.1f} s")
+    gradients = report["gradients"]
+    console.print(
+        f"GSA gradients: per-image loop {gradients['loop_seconds_per_image'] * 1e3:.1f} ms/image, batched "
+        f"{gradients['batched_seconds_per_image'] * 1e3:.1f} ms/image ({gradients['loop_over_batched']:.2f}× faster; "
+        f"largest relative difference {gradients['max_relative_difference']:.1e})"
+    )
+    table = Table(title="calibration: UNet passes per calibration image (forward + backward)")
+    for column in ("attack", "halves (as run)", "all, then all again", "saved", "all, scores reused (biased)"):
+        table.add_column(column, justify="left" if column == "attack" else "right")
+    for row in report["calibration"]:
+        table.add_row(row["attack"], f"{row['passes_per_image']:g}", f"{row['two_pass_per_image']:g}",
+                      f"{row['saved']:.0%}", f"{row['reused_per_image']:g}")  # fmt: skip
+    console.print(table)
+    for name, value in report["suites"].items():
+        console.print(f"{name}: {value:.3f}" if "_over_" in name else f"{name}: {value:.1f} s")

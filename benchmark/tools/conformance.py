@@ -69,7 +69,8 @@ def _registered(registry: Registry, cls: type, preset: dict[str, Any] | None) ->
         if entry.cls is cls and (preset is None or entry.preset == preset):
             yield entry.name
             return
-    with registry.temporarily(f"_check_{cls.__name__.lower()}", cls, preset) as name:
+    # no leading underscore: it labels the check run's plots, and matplotlib hides such labels
+    with registry.temporarily(f"check_{cls.__name__.lower()}", cls, preset) as name:
         yield name
 
 

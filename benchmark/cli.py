@@ -191,7 +191,8 @@ def _leaderboard(args: argparse.Namespace) -> None:
 def _perf(args: argparse.Namespace) -> None:
     from benchmark.tools.perf import PerfSizes, run_perf
 
-    run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite, args.jobs or [1, 2])
+    jobs = list(dict.fromkeys(args.jobs)) or [1, 2]  # once each: a repeated value would reuse a warm cache
+    run_perf(args.out, PerfSizes.tiny() if args.tiny else PerfSizes(), args.suite, jobs)
 
 
 def _throughput(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ from benchmark.run.access import counter_of, make_access
 from benchmark.run.scoring import Labelled
 from benchmark.run.training import fit
 
+T = TypeVar("T")
+
 
 @dataclass
 class PerfSizes:
@@ -50,10 +53,14 @@ class PerfSizes:
         return cls(images=32, batch_size=16, train_steps=4, members=16, image_size=8, repeats=1, train_batch=8)
 
 
-def _seconds(action: Callable[[], object]) -> float:
+def _timed(action: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def _seconds(action: Callable[[], object]) -> float:
+    return _timed(action)[0]
 
 
 def _best_of(repeats: int, action: Callable[[], object]) -> float:
@@ -218,10 +225,11 @@ def gradient_batching(sizes: PerfSizes) -> dict:
     access = make_access(model, ThreatModel.WHITE_BOX, sizes.batch_size)
     looped, batched = [], []
     for _ in range(sizes.repeats):
-        looped.append(_seconds(lambda: looped_gradient_norms(model, images, noise, timesteps)))
-        batched.append(_seconds(lambda: access.loss_gradient_norms(images, noise, timesteps)))
-    reference = looped_gradient_norms(model, images, noise, timesteps)
-    difference = (access.loss_gradient_norms(images, noise, timesteps) - reference).abs().max() / reference.abs().max()
+        seconds, reference = _timed(lambda: looped_gradient_norms(model, images, noise, timesteps))
+        looped.append(seconds)
+        seconds, norms = _timed(lambda: access.loss_gradient_norms(images, noise, timesteps))
+        batched.append(seconds)
+    difference = (norms - reference).abs().max() / reference.abs().max()
     return {
         "images": len(images),
         "loop_seconds_per_image": min(looped) / len(images),
@@ -248,15 +256,17 @@ def calibration_passes(sizes: PerfSizes) -> list[dict]:
         if not attack.needs_calibration() or entry.cls.requires_captions:
             continue
 
-        def passes(calibrated_on: Labelled, thresholded_on: Labelled | None, attack: Attack = attack) -> float:
+        def passes(calibrated_on: Labelled, thresholded_on: Labelled, attack: Attack = attack) -> tuple[float, float]:
+            """(passes per calibration image once ``calibrate`` is done, and once the threshold is scored)."""
             access = make_access(model, attack.threat_model, sizes.batch_size)
-            attack.calibrate(access, calibrated_on.images, calibrated_on.labels, AttackContext(torch.Generator()))
-            if thresholded_on is not None:
-                attack.score(access, thresholded_on.images, AttackContext(torch.Generator()))
             counter = counter_of(access)
-            return (counter.forward_passes + counter.backward_passes) / len(labelled)
+            attack.calibrate(access, calibrated_on.images, calibrated_on.labels, AttackContext(torch.Generator()))
+            calibrated = counter.forward_passes + counter.backward_passes
+            attack.score(access, thresholded_on.images, AttackContext(torch.Generator()))
+            return calibrated / len(labelled), (counter.forward_passes + counter.backward_passes) / len(labelled)
 
-        halves, twice, reused = passes(fit, held_out), passes(labelled, labelled), passes(labelled, None)
+        halves = passes(fit, held_out)[1]
+        reused, twice = passes(labelled, labelled)  # calibrate on all: its own passes, then all scored again
         rows.append({"attack": entry.name, "passes_per_image": halves, "two_pass_per_image": twice,
                      "reused_per_image": reused, "saved": 1 - halves / twice})  # fmt: skip
     return rows
@@ -270,9 +280,8 @@ def suite_wall_times(suites: list[str], jobs: list[int]) -> dict:
     with tempfile.TemporaryDirectory() as root:
         for name in suites:
             for phase, count in [*((f"cold_jobs{j}", j) for j in jobs), ("warm", jobs[0])]:
-                cache = f"{root}/{name}-cache-{jobs[0] if phase == 'warm' else count}"
                 command = [sys.executable, "-m", "benchmark", "run", "--suite", name, "--jobs", str(count),
-                           "--out", f"{root}/{name}-{phase}", "--cache", cache]  # fmt: skip
+                           "--out", f"{root}/{name}-{phase}", "--cache", f"{root}/{name}-cache-{count}"]  # fmt: skip
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode:

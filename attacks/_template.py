@@ -3,7 +3,7 @@
 Say in this docstring what signal the attack reads and why members differ, and cite its paper.
 Import only from ``benchmark.api``. Before opening a PR, ``python -m benchmark validate`` runs
 ``check_attack`` on it (null split near 0.5, counted = declared passes, determinism, threat model);
-from Python: ``from benchmark.api import check_attack; check_attack(MyAttack)``. Whatever
+from Python: ``from benchmark.checks import check_attack; check_attack(MyAttack)``. Whatever
 ``calibrate`` learns goes in attributes ending in ``_`` (see ``ChoosesSettings`` and
 ``DifferenceHead`` in ``benchmark.api`` for the common cases).
 """

@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from benchmark.core import runtime
     from benchmark.core.progress import console
+    from benchmark.records.store import ResultStore
+    from benchmark.report.render import write_outputs
     from benchmark.run.cache import Cache, default_cache_dir
     from benchmark.run.runner import run_suite
     from benchmark.run.suite import load_suite
@@ -120,7 +123,9 @@ def _run(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / suite.name
     executor = _executor(args, suite.cluster)
     cache = Cache(args.cache or default_cache_dir(), log=console.print)
-    run_suite(suite, out, cache, executor=executor)
+    cards = run_suite(suite, out, cache, executor=executor)
+    if runtime.is_main_process():  # under `accelerate launch` the main process writes the page
+        write_outputs(out, cards, ResultStore(out).load_scores)
     console.print(f"results: {out / 'results.jsonl'}  leaderboard: {out / 'LEADERBOARD.md'}")
 
 
@@ -169,9 +174,10 @@ def _list(_: argparse.Namespace) -> None:
 
 def _leaderboard(args: argparse.Namespace) -> None:
     from benchmark.report.leaderboard import Leaderboard
+    from benchmark.run.runner import registered_plan
 
     if args.schema:
-        from benchmark.report.card import write_card_schema
+        from benchmark.records.card import write_card_schema
 
         print(f"wrote {write_card_schema()}")
         return
@@ -180,7 +186,7 @@ def _leaderboard(args: argparse.Namespace) -> None:
         print(f"{board.check()} cards valid; {args.dir / 'LEADERBOARD.md'} and {board.site_page} are up to date")
         return
     if args.publish:
-        copied, left_out = board.publish(args.publish, args.provenance)
+        copied, left_out = board.publish(args.publish, registered_plan, args.provenance)
         older = f" (left out {left_out} of cells the suite no longer makes)" if left_out else ""
         print(f"published {copied} cards from {args.publish}{older}")
     print(f"regenerated {args.dir / 'LEADERBOARD.md'} and {board.site_page} from {board.regenerate()} cards")

@@ -3,7 +3,7 @@
 Say in this docstring *why* the defense should stop membership inference, and cite its paper.
 Import only from ``benchmark.api``. ``python -m benchmark validate`` runs ``check_defense`` on it
 (config round-trip, deterministic training, costs readable after ``train`` and refused before);
-from Python: ``from benchmark.api import check_defense; check_defense(MyDefense)``.
+from Python: ``from benchmark.checks import check_defense; check_defense(MyDefense)``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 
 from benchmark.cli import main
 from benchmark.core.errors import GATE_EXIT_CODE
-from benchmark.run.results import ResultStore
+from benchmark.records.store import ResultStore
 from conftest import plain_tiny_unet
 
 

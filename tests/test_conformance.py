@@ -1,5 +1,5 @@
 """Every registered attack class and defense passes the checks a contribution must pass
-(``benchmark.api.check_attack`` / ``check_defense``), and the checks catch what they claim to."""
+(``benchmark.checks.check_attack`` / ``check_defense``), and the checks catch what they claim to."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmark.api import ATTACKS, DEFENSES, Attack, ThreatModel, check_attack, check_defense
+from benchmark.api import ATTACKS, DEFENSES, Attack, ThreatModel
+from benchmark.checks import NULL_TOLERANCE, attack_checks, check_attack, check_defense, parametrize_with_checks
 from benchmark.core.configs import build_config
 
 
@@ -31,7 +32,7 @@ def test_every_attack_class_passes_check_attack(entry, cache_dir):
     attack = entry.cls(build_config(entry.cls.Config, entry.name, entry.preset))
     levels = {"shadow", "target-members"} | (set() if attack.needs_calibration() else {"none"})
     assert set(result["null_auc"]) == levels
-    assert all(abs(auc - 0.5) <= 0.1 for auc in result["null_auc"].values()), result["null_auc"]
+    assert all(abs(auc - 0.5) <= NULL_TOLERANCE for auc in result["null_auc"].values()), result["null_auc"]
 
 
 # The check judges determinism and what a defense reports, not its model: public pretraining (1,000
@@ -73,7 +74,24 @@ class ScoresByPosition(DeclaresOneQueryButMakesTwo):
 
 
 def test_the_checks_catch_a_wasteful_and_a_leaking_attack(cache_dir):
-    with pytest.raises(AssertionError, match=r"counted \(2.0, 0.0\) .* declared \(1, 0\)"):
+    wasteful = r"\[counted_passes_equal_declared\] .*counted \(2.0, 0.0\) .* declared \(1, 0\)"
+    with pytest.raises(AssertionError, match=wasteful):
         check_attack(DeclaresOneQueryButMakesTwo, cache=cache_dir / "conformance")
-    with pytest.raises(AssertionError, match="on a null split"):
+    with pytest.raises(AssertionError, match=r"1 of 7 checks failed: \[null_split_near_chance\] .*on a null split"):
         check_attack(ScoresByPosition, cache=cache_dir / "conformance")
+
+
+def test_each_check_is_its_own_named_case(cache_dir):
+    """``parametrize_with_checks`` gives one pytest case per check, named by it; run one by one, the
+    leaking attack fails exactly the null-split check and passes the others."""
+    mark = parametrize_with_checks([ScoresByPosition], cache=cache_dir / "conformance")
+    (argname,), checks = mark.args[0].split(","), mark.args[1]
+    assert argname == "check" and mark.kwargs["ids"] == [c.id for c in checks]
+    assert [c.name for c in checks] == [c.name for c in attack_checks(ScoresByPosition)]
+    failed = []
+    for check in checks:
+        try:
+            check()
+        except AssertionError:
+            failed.append(check.name)
+    assert failed == ["null_split_near_chance"]

@@ -275,8 +275,7 @@ def test_dp_fine_tuning_pretrains_on_public_images_only_and_accounts_for_the_pri
     fine_tune = {"pretrain_steps": 25, "steps": 12, "batch_size": 16, "target_epsilon": 10}
     public_only = {"name": "public_only", "params": {"pretrain_steps": 25}}
     raw["defenses"] = [public_only, {"name": "dpsgd", "params": fine_tune}]
-    cards = {c.defense: c for c in run_suite(make_suite(raw), tmp_path / "out", Cache(tmp_path / "cache"),
-                                              console_table=False)}  # fmt: skip
+    cards = {c.defense: c for c in run_suite(make_suite(raw), tmp_path / "out", Cache(tmp_path / "cache"))}  # fmt: skip
     indices = cards["dpsgd"].split_indices
     assert len(indices["public"]) == 64
     for block in ("training", "members", "nonmembers", "calibration_members", "calibration_nonmembers"):

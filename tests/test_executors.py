@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from benchmark.cli import build_parser
-from benchmark.run.executors import ClusterOptions
-from benchmark.run.results import ResultStore
+from benchmark.records.store import ResultStore
+from benchmark.run.cluster import ClusterOptions
 from benchmark.run.suite import load_suite
 from conftest import tiny_suite_dict
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.report.metrics import (
+from benchmark.records.metrics import (
     bootstrap_intervals,
     evaluate,
     fitted_threshold,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from benchmark.api import ATTACKS, DEFENSES, AttackContext, BenchmarkError
-from benchmark.report.card import card_schema
+from benchmark.records.card import card_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_FOLDERS = ("attacks", "defenses", "targets", "benchmark/datasets")
@@ -81,7 +81,7 @@ def test_defense_costs_before_training_are_refused_clearly():
 
 
 def test_the_card_schema_file_is_generated_from_the_card_class():
-    committed = json.loads((ROOT / "benchmark" / "report" / "card_schema.json").read_text())
+    committed = json.loads((ROOT / "benchmark" / "records" / "card_schema.json").read_text())
     assert committed == card_schema(), "regenerate it: python -m benchmark leaderboard --schema"
 
 

@@ -18,9 +18,9 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from attacks.clid import idf_importance, inverse_document_frequency, pad_important_words
 from benchmark.cli import main
 from benchmark.core.errors import BenchmarkError
+from benchmark.records.store import ResultStore
 from benchmark.run.access import DiffusionModel, GrayBoxAccess, bind_captions, counter_of
 from benchmark.run.cache import Cache
-from benchmark.run.results import ResultStore
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite
 from conftest import plain_tiny_unet
@@ -117,7 +117,7 @@ def text_to_image_run(tmp_path_factory):
         "seeds": [0],
         "scoring": {"batch_size": 64, "bootstrap": 50},
     }
-    cards = run_suite(parse_suite(raw, "t2i", "test"), root / "run", Cache(root / "cache"), console_table=False)
+    cards = run_suite(parse_suite(raw, "t2i", "test"), root / "run", Cache(root / "cache"))
     return {card.attack: card for card in cards}
 
 
@@ -138,7 +138,7 @@ def test_a_pipeline_is_attacked_as_given_without_finetuning(text_to_image_run):
         "scoring": {"batch_size": 64, "bootstrap": 50},
     }
     cache = Cache(root / "cache-given")
-    (card,) = run_suite(parse_suite(raw, "t2i-given", "test"), root / "run-given", cache, console_table=False)
+    (card,) = run_suite(parse_suite(raw, "t2i-given", "test"), root / "run-given", cache)
     assert card.training["finetune_steps"] == 0
     assert card.target_hash != text_to_image_run["nais"].target_hash
     assert not (root / "cache-given" / "targets").exists()

@@ -1,14 +1,15 @@
 """Everything a plugin (attack, defense, target, dataset) may use; the rest of ``benchmark`` is internal.
 
 Plugins import only from here (``tests/test_plugin_api.py`` walks their imports). Nothing in this
-package imports the trainer, the runner or any plugin, so a plugin author reads this folder and
-nothing else.
+package imports the trainer, the runner or any plugin (``tests/test_layers.py`` checks it on the
+source, lazy imports included), so a plugin author reads this folder and nothing else. The
+conformance checks a plugin must pass run the harness, so they live one floor up, in
+:mod:`benchmark.checks`.
 """
 
 from benchmark.api.calibration import ChoosesSettings, choose_by_auc
-from benchmark.api.conformance import check_attack, check_defense
 from benchmark.api.heads import DifferenceHead, HeadConfig
-from benchmark.api.model import DiffusionModel, ThreatModel, denoising_mse
+from benchmark.api.model import DiffusionModel, denoising_mse
 from benchmark.api.plugins import (
     Attack,
     AttackContext,
@@ -28,6 +29,7 @@ from benchmark.core.configs import added_later
 from benchmark.core.errors import BenchmarkError, ThreatModelError
 from benchmark.core.hashing import sha256_file, sha256_json
 from benchmark.core.loop_state import LoopCheckpoint, LoopProgress
+from benchmark.core.protocol import Knowledge, ThreatModel
 
 __all__ = [
     "ATTACKS",
@@ -46,6 +48,7 @@ __all__ = [
     "DiffusionModel",
     "GrayBoxView",
     "HeadConfig",
+    "Knowledge",
     "LearnedState",
     "LoopCheckpoint",
     "LoopProgress",
@@ -61,8 +64,6 @@ __all__ = [
     "Transform",
     "WhiteBoxView",
     "added_later",
-    "check_attack",
-    "check_defense",
     "choose_by_auc",
     "denoising_mse",
     "load_checkpoint",

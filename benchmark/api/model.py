@@ -1,4 +1,4 @@
-"""The model record every part of the benchmark passes around, and the threat models attacks declare.
+"""The model record every part of the benchmark passes around (threat models: :mod:`benchmark.core.protocol`).
 
 It lives in the plugin API because targets build it, defenses train it and attacks are scored
 against it; nothing here knows about caches, training loops or result cards.
@@ -6,18 +6,11 @@ against it; nothing here knows about caches, training loops or result cards.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-
-class ThreatModel(str, enum.Enum):
-    WHITE_BOX = "white-box"
-    GRAY_BOX = "gray-box"
-    BLACK_BOX = "black-box"
 
 
 @dataclass

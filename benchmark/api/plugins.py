@@ -18,10 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from benchmark.api.model import DiffusionModel, ThreatModel
+from benchmark.api.model import DiffusionModel
 from benchmark.api.training import TrainingJob, TrainingPlan
 from benchmark.api.views import AccessView
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.protocol import ThreatModel
 
 
 class LearnedState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,10 @@ import numpy as np
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
-from benchmark.report.card import Card
-from benchmark.report.metrics import point_metrics
+from benchmark.records.card import Card
+from benchmark.records.metrics import point_metrics
+from benchmark.records.store import ResultStore
 from benchmark.report.render import Page, leaderboard_html, leaderboard_markdown, page, plot_names, write_outputs
-from benchmark.run.results import ResultStore
-from benchmark.run.runner import planned_hashes
-from benchmark.run.suite import caption_conditioned_attacks, load_suite, registered_suites
 
 DEFAULT_DIR = Path("leaderboard")
 # the suites the committed page is built from (each runs cold in about an hour on 2 CPU cores);
@@ -86,15 +85,18 @@ class Leaderboard:
     def load_scores(self, card: Card) -> dict[str, np.ndarray]:
         return self._scores(Path(card.path))
 
-    def publish(self, run_dir: Path, provenance: str = "reproduced") -> tuple[int, int]:
+    def publish(
+        self, run_dir: Path, plan: Callable[[str], set[str] | None], provenance: str = "reproduced"
+    ) -> tuple[int, int]:
         """Copy in the cards a registered suite still plans (a resumed run folder can hold cells of
-        an older version of the file, which no longer describe the suite); (copied, left out)."""
+        an older version of the file, which no longer describe the suite); (copied, left out).
+        ``plan``: a suite name's planned cell hashes, ``None`` for a suite no file registers (copied
+        whole); the runner's ``registered_plan``, passed in because the page knows nothing of suites."""
         store = ResultStore(run_dir)
         if not store.cards:
             raise BenchmarkError(f"{run_dir} holds no results.jsonl cards; run a suite into it first")
-        registered = registered_suites()
-        plans = {name: planned_hashes(load_suite(name)) for name in {c.suite for c in store.cards} & set(registered)}
-        current = [c for c in store.cards if c.suite not in plans or c.config_hash in plans[c.suite]]
+        plans = {name: plan(name) for name in {c.suite for c in store.cards}}
+        current = [c for c in store.cards if plans[c.suite] is None or c.config_hash in plans[c.suite]]
         for card in current:
             scores_file = store.scores_path(card)
             stem = self.cards_dir / card.suite / card_stem(card)
@@ -107,8 +109,7 @@ class Leaderboard:
 
     def regenerate(self) -> int:
         cards = self.load()
-        unshown = caption_conditioned_attacks()
-        content = write_outputs(self.folder, cards, self.load_scores, console_table=False, unshown=unshown)
+        content = write_outputs(self.folder, cards, self.load_scores, console_table=False)
         self._write_site(content, self.site_page.parent)
         return len(cards)
 
@@ -122,7 +123,7 @@ class Leaderboard:
         return site
 
     def _page(self, cards: list[Card]) -> Page:
-        return page(cards, self.load_scores, caption_conditioned_attacks())
+        return page(cards, self.load_scores)
 
     def check(self) -> int:
         cards = self.load()

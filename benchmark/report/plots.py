@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from benchmark.core.storage import atomic_write_bytes  # noqa: E402
-from benchmark.report.card import Card  # noqa: E402
+from benchmark.records.card import Card  # noqa: E402
 from benchmark.report.tables import ScoreLoader, budget_table, frontier_points, regime_table  # noqa: E402
 
 ROC_SHOWN = 6  # attacks drawn on an unfolded ROC; the folded full plot draws every attack

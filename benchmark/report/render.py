@@ -21,8 +21,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.api.registry import ATTACKS
 from benchmark.core.storage import atomic_write_text
-from benchmark.report.card import Card
+from benchmark.records.card import Card
 from benchmark.report.plots import (
     ROC_SHOWN,
     attack_colours,
@@ -162,7 +163,15 @@ def _first_seed_runs(cards: list[Card]) -> dict[str, list[Card]]:
     return runs
 
 
-def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] = ()) -> Page:
+def caption_conditioned_attacks() -> list[str]:
+    """Registered attacks that only a text-conditioned target can serve (the page names them when absent)."""
+    return [entry.name for entry in ATTACKS.entries() if entry.cls.requires_captions]
+
+
+def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] | None = None) -> Page:
+    """``unshown``: attacks the page names as absent when no card has them (default: the caption-
+    conditioned ones)."""
+    unshown = caption_conditioned_attacks() if unshown is None else unshown
     main = [c for c in cards if not c.budget]
     targets = _targets(main)
     rankings = []
@@ -299,8 +308,9 @@ def write_figures(folder: Path, cards: list[Card], load_scores: ScoreLoader) -> 
 
 
 def write_outputs(
-    folder: Path, cards: list[Card], load_scores: ScoreLoader, console_table: bool = True, unshown: Sequence[str] = ()
-) -> Page | None:
+    folder: Path, cards: list[Card], load_scores: ScoreLoader, console_table: bool = True,
+    unshown: Sequence[str] | None = None,
+) -> Page | None:  # fmt: skip
     """The figures and ``LEADERBOARD.md``; returns the page, so a caller can render it again (as
     HTML) without recomputing its comparisons. ``None`` when there is nothing to show."""
     if not cards:

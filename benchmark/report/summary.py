@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from benchmark.report.card import Card
+from benchmark.records.card import Card
 from benchmark.report.papers import CIFAR10_AUC
 from benchmark.report.tables import attack_means, headline_knowledge, page_order, worst_case
 

@@ -9,8 +9,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from benchmark.report.card import Card
-from benchmark.report.metrics import paired_auc_difference
+from benchmark.records.card import Card
+from benchmark.records.metrics import paired_auc_difference
 
 GROUP = ["dataset", "target", "defense", "knowledge"]
 HEADLINE_KNOWLEDGE = "shadow"  # what the page leads with: the attacker calibrates on a shadow model

@@ -20,9 +20,10 @@ from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmark.api.model import DiffusionModel, ThreatModel
+from benchmark.api.model import DiffusionModel
 from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError, ThreatModelError
+from benchmark.core.protocol import ThreatModel
 from benchmark.run.attribution import recorded_cross_attention, word_importance
 
 

@@ -12,6 +12,7 @@ locks make that safe), so on a cluster ``--out`` and ``--cache`` must be on a sh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,34 +21,11 @@ from benchmark.core import progress, runtime
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.progress import console
-from benchmark.run.cache import Cache
-from benchmark.run.results import ResultStore
+from benchmark.records.store import ResultStore
+from benchmark.run.cluster import ClusterOptions
 
 Kind = Literal["serial", "local", "slurm"]
 POLL_SECONDS = 1.0
-
-
-@dataclass
-class ClusterOptions:
-    """Slurm settings (ignored by the serial and local executors except ``timeout_min``)."""
-
-    partition: str | None = None
-    gpus_per_job: int = 0
-    cpus_per_job: int | None = None
-    timeout_min: int = 24 * 60
-    array_parallelism: int = 64
-
-    def slurm_parameters(self) -> dict:
-        """submitit's ``SlurmExecutor`` parameters (sbatch's names)."""
-        parameters = {"time": self.timeout_min, "array_parallelism": self.array_parallelism,
-                      "job_name": "mia-bench", "stderr_to_stdout": True}  # fmt: skip
-        if self.partition:
-            parameters["partition"] = self.partition
-        if self.gpus_per_job:
-            parameters["gpus_per_node"] = self.gpus_per_job
-        if self.cpus_per_job:
-            parameters["cpus_per_task"] = self.cpus_per_job
-        return parameters
 
 
 @dataclass
@@ -68,20 +46,6 @@ class GroupJob:
 
 def job_folder(out: Path, key: tuple) -> Path:
     return Path(out) / "jobs" / sha256_json(list(key))[:16]
-
-
-def run_group_job(job: GroupJob) -> int:
-    """The body of one job (runs in the worker process): the group's pending cells, into ``job.out``."""
-    from benchmark.run.runner import plan_groups, run_group
-
-    runtime.configure(**job.settings)
-    store, cache = ResultStore(job.out), Cache(job.cache)
-    for group in plan_groups(job.suite, cache):
-        if group.key == job.key:
-            group.cells = [c for c in group.cells if c.id in job.cells]
-            run_group(group, store, cache, {"done": 0, "total": len(group.cells)})
-            return len(store.cards)
-    raise BenchmarkError(f"job {job.name}: the suite has no such cell group; rerun from the same suite file")
 
 
 def merge_job_results(store: ResultStore, folder: Path) -> int:
@@ -144,18 +108,19 @@ class SubmititRunner:
             settings["threads"] = self.options.cpus_per_job or self.threads
         return settings
 
-    def run(self, work: list[GroupJob], store: ResultStore, logs: Path) -> None:
+    def run(self, work: list[GroupJob], store: ResultStore, logs: Path, body: Callable[[GroupJob], int]) -> None:
+        """Run ``body`` (a module-level function: submitit pickles it by reference) once per job."""
         executor = self.executor(logs)
         failures: list[str] = []
         pending, running = list(work), []
         with progress.steps(f"{self.kind} jobs", len(work)) as advance:
             if self.kind == "slurm":
-                running = list(zip(work, executor.map_array(run_group_job, work), strict=True))
+                running = list(zip(work, executor.map_array(body, work), strict=True))
                 pending = []
             while pending or running:
                 while pending and len(running) < self.jobs:
                     job = pending.pop(0)
-                    running.append((job, executor.submit(run_group_job, job)))
+                    running.append((job, executor.submit(body, job)))
                 finished = [(job, handle) for job, handle in running if handle.done()]
                 for job, handle in finished:
                     running.remove((job, handle))

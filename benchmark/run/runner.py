@@ -16,15 +16,15 @@ from benchmark.core.configs import config_dict
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.progress import console
-from benchmark.report.card import CARD_SCHEMA_VERSION, Card
-from benchmark.report.render import write_outputs
+from benchmark.records.builder import CellOrigin, build_card
+from benchmark.records.card import CARD_SCHEMA_VERSION, Card
+from benchmark.records.store import ResultStore
 from benchmark.run.cache import Cache
 from benchmark.run.executors import GroupJob, SubmititRunner, job_folder, merge_all_job_results
 from benchmark.run.fid import FeatureExtractor, feature_extractor
-from benchmark.run.results import ResultStore, software_versions
 from benchmark.run.scoring import CalibrationData, Labelled, run_attack
 from benchmark.run.splits import Split, make_split
-from benchmark.run.suite import Component, Suite, caption_conditioned_attacks
+from benchmark.run.suite import Component, Suite, load_suite, registered_suites
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import UTILITY_VERSION, measure_utility
 
@@ -216,10 +216,14 @@ def planned_hashes(suite: Suite) -> set[str]:
     }
 
 
-def run_suite(
-    suite: Suite, out: Path, cache: Cache, console_table: bool = True, executor: SubmititRunner | None = None
-) -> list[Card]:
-    """Run every unfinished cell: in this process, or (``executor``) as one job per cell group."""
+def registered_plan(name: str) -> set[str] | None:
+    """``planned_hashes`` of the registered suite ``name``; ``None`` when no suite file has that name."""
+    return planned_hashes(load_suite(name)) if name in registered_suites() else None
+
+
+def run_suite(suite: Suite, out: Path, cache: Cache, executor: SubmititRunner | None = None) -> list[Card]:
+    """Run every unfinished cell: in this process, or (``executor``) as one job per cell group; the
+    suite's cards (the page is the caller's: the runner knows nothing of reporting)."""
     store = ResultStore(out)
     if executor is not None:
         merge_all_job_results(store)
@@ -240,12 +244,21 @@ def run_suite(
                                  executor.job_settings()))  # fmt: skip
     if jobs:
         console.print(f"{len(jobs)} cell groups to run as {executor.kind} jobs (logs: {out / 'jobs' / 'logs'})")
-        executor.run(jobs, store, out / "jobs" / "logs")
+        executor.run(jobs, store, out / "jobs" / "logs", run_group_job)
     planned = planned_hashes(suite)
-    cards = [card for card in store.cards if card.config_hash in planned]
-    if runtime.is_main_process():
-        write_outputs(store.out, cards, store.load_scores, console_table, caption_conditioned_attacks())
-    return cards
+    return [card for card in store.cards if card.config_hash in planned]
+
+
+def run_group_job(job: GroupJob) -> int:
+    """The body of one job (runs in the worker process): the group's pending cells, into ``job.out``."""
+    runtime.configure(**job.settings)
+    store, cache = ResultStore(job.out), Cache(job.cache)
+    for group in plan_groups(job.suite, cache):
+        if group.key == job.key:
+            group.cells = [c for c in group.cells if c.id in job.cells]
+            run_group(group, store, cache, {"done": 0, "total": len(group.cells)})
+            return len(store.cards)
+    raise BenchmarkError(f"job {job.name}: the suite has no such cell group; rerun from the same suite file")
 
 
 def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dict) -> None:
@@ -277,7 +290,7 @@ def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dic
         progress.doing = f"scoring {cell.id} on {cells.where}"
         calibration = calibrations(cell.knowledge)
         result, arrays = run_attack(cell.attack, trained.model, evaluated, calibration, cells.seed, cells.suite.scoring)
-        card = _card(cells, trained, utility, evaluated.labels, cells.hashes[cell.id], result)
+        card = build_card(_origin(cells, trained, utility, cells.hashes[cell.id]), evaluated.labels, result)
         store.add(card, arrays)
         counter["done"] += 1
         console.print(
@@ -327,36 +340,23 @@ def _labelled(
     return Labelled.of(images[members], images[nonmembers], pick(captions, np.concatenate([members, nonmembers])))
 
 
-def _card(
-    cells: TargetCells, trained: TrainedTarget, utility: dict, eval_labels: np.ndarray, config_hash: str, result: dict
-) -> Card:
-    return Card(
-        **{
-            "schema_version": CARD_SCHEMA_VERSION,
-            "suite": cells.suite.name,
-            "suite_version": cells.suite.version,
-            "dataset": cells.dataset.label,
-            "dataset_config": cells.dataset.description["config"],
-            "split_sha256": cells.split.sha256,
-            "split_sizes": config_dict(cells.suite.split_for(cells.target)),
-            "split_indices": cells.split.indices(),
-            "target": cells.target.label,
-            "target_config": cells.target.description["config"],
-            "target_hash": trained.target_hash,
-            "training": trained.training,
-            "defense": cells.defense.label,
-            "defense_config": cells.defense.description["config"],
-            "defense_costs": trained.training.get("defense_costs", {}),
-            "seed": cells.seed,
-            "n_members": int(eval_labels.sum()),
-            "n_nonmembers": int((eval_labels == 0).sum()),
-            "n_calibration": sum(map(len, (result["calibration_images"] or {}).values())),
-            "utility": utility,
-            "config_hash": config_hash,
-            "versions": software_versions(),
-            "device": str(runtime.device()) + "".join(f", {v}" for v in runtime.precision_key().values()),
-            "processes": runtime.accelerator().num_processes,
-            "provenance": "reproduced",
-            **result,
-        }
+def _origin(cells: TargetCells, trained: TrainedTarget, utility: dict, config_hash: str) -> CellOrigin:
+    return CellOrigin(
+        suite=cells.suite.name,
+        suite_version=cells.suite.version,
+        dataset=cells.dataset.label,
+        split_sha256=cells.split.sha256,
+        target=cells.target.label,
+        target_hash=trained.target_hash,
+        defense=cells.defense.label,
+        seed=cells.seed,
+        config_hash=config_hash,
+        utility=utility,
+        provenance="reproduced",
+        training=trained.training,
+        dataset_config=cells.dataset.description["config"],
+        split_sizes=config_dict(cells.suite.split_for(cells.target)),
+        split_indices=cells.split.indices(),
+        target_config=cells.target.description["config"],
+        defense_config=cells.defense.description["config"],
     )

@@ -21,7 +21,7 @@ from benchmark.api.plugins import Attack, AttackContext
 from benchmark.api.views import AccessView
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
-from benchmark.report.metrics import evaluate
+from benchmark.records.metrics import evaluate
 from benchmark.run.access import bind_captions, counter_of, make_access, seed_variations
 from benchmark.run.suite import Component, Scoring
 

@@ -16,7 +16,7 @@ import yaml
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.core.configs import build_config, config_dict
 from benchmark.core.errors import BenchmarkError
-from benchmark.run.executors import ClusterOptions
+from benchmark.run.cluster import ClusterOptions
 from benchmark.run.splits import SplitSizes
 from benchmark.run.targets import incompatibility
 
@@ -122,11 +122,6 @@ TOP_LEVEL = {
     "shadows",
 }
 REQUIRED = {"datasets", "targets", "attacks", "seeds"}
-
-
-def caption_conditioned_attacks() -> list[str]:
-    """Registered attacks that only a text-conditioned target can serve (pages name them when absent)."""
-    return [entry.name for entry in ATTACKS.entries() if entry.cls.requires_captions]
 
 
 def suites_dir() -> Path:

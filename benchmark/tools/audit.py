@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.api.model import ThreatModel
 from benchmark.api.registry import ATTACKS, DEFENSES, TARGETS
-from benchmark.core import runtime
 from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.images import load_captions, load_image_folder
 from benchmark.core.progress import console
-from benchmark.report.card import CARD_SCHEMA_VERSION, Card
+from benchmark.core.protocol import ThreatModel
+from benchmark.records.builder import CellOrigin, build_card
+from benchmark.records.card import Card
+from benchmark.records.store import ResultStore
 from benchmark.report.render import write_outputs
-from benchmark.run.results import ResultStore, software_versions
 from benchmark.run.scoring import CalibrationData, Labelled, run_attack
-from benchmark.run.suite import Component, Scoring, caption_conditioned_attacks
+from benchmark.run.suite import Component, Scoring
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import measure_utility
 from benchmark.tools.audit_report import verdict, write_report
@@ -87,22 +87,7 @@ def run_audit(
     utility = measure_utility(model, images.all_members, images.all_nonmembers, images.all_nonmembers, None,
                               captions)  # fmt: skip
     store = ResultStore(out)
-    common = {
-        "suite": "audit",
-        "suite_version": 1,
-        "dataset": Path(members_dir).name + "+" + Path(nonmembers_dir).name,
-        "split_sha256": images.split_sha256,
-        "target": Path(model_dir).name,
-        "target_hash": trained.target_hash,
-        "training": trained.training,
-        "defense": "unknown",
-        "seed": seed,
-        "n_calibration": len(images.calibration),
-        "utility": utility,
-        "versions": software_versions(),
-        "device": str(runtime.device()),
-        "provenance": "audit",
-    }
+    dataset = Path(members_dir).name + "+" + Path(nonmembers_dir).name
     calibration = CalibrationData.nothing()
     if len(images.calibration):
         calibration = CalibrationData("target-members", model, images.calibration.prepared(model),
@@ -115,13 +100,15 @@ def run_audit(
         result, arrays = run_attack(component, model, evaluated, calibration, seed, scoring)
         cell = {"audit": images.split_sha256, "target": trained.target_hash, "attack": component.description,
                 "scoring": scoring.__dict__}  # fmt: skip
-        card = Card(**common, **result, config_hash=sha256_json(cell), schema_version=CARD_SCHEMA_VERSION,
-                    n_members=int(images.evaluated.labels.sum()),
-                    n_nonmembers=int((images.evaluated.labels == 0).sum()))  # fmt: skip
+        origin = CellOrigin(suite="audit", suite_version=1, dataset=dataset, split_sha256=images.split_sha256,
+                            target=Path(model_dir).name, target_hash=trained.target_hash, defense="unknown",
+                            seed=seed, config_hash=sha256_json(cell), utility=utility, provenance="audit",
+                            training=trained.training)  # fmt: skip
+        card = build_card(origin, images.evaluated.labels, result)
         store.add(card, arrays)
         cards.append(card)
         arrays_of[card.attack] = arrays
-    write_outputs(store.out, cards, store.load_scores, console_table=not quiet, unshown=caption_conditioned_attacks())
+    write_outputs(store.out, cards, store.load_scores, console_table=not quiet)
     evaluated_nonmembers = images.evaluated.images[torch.from_numpy(images.evaluated.labels == 0)]
     exposure, strongest, duplicates = exposure_table(
         cards, arrays_of, images.member_files, images.evaluated_members, images.nonmember_files,

@@ -23,7 +23,7 @@ import torch
 
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_write_text
-from benchmark.report.card import Card
+from benchmark.records.card import Card
 from benchmark.report.plots import attack_colours, roc_plot, save_figure
 from benchmark.report.tables import defense_ranking
 

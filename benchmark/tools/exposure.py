@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.report.card import Card
+from benchmark.records.card import Card
 from benchmark.report.tables import calibration_auc
 
 # images this close (RMS over pixels in [-1, 1], so 0.02 is 1% of the range) are the same picture

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from benchmark.core.errors import BenchmarkError, GateTripped
-from benchmark.report.card import Card, card_schema
+from benchmark.records.card import Card, card_schema
 
 _CONDITION = re.compile(r"^\s*([a-z0-9_]+)\s*([<>])\s*([-+0-9.eE]+)\s*$")
 

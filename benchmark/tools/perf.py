@@ -24,12 +24,13 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.api.model import DiffusionModel, ThreatModel
+from benchmark.api.model import DiffusionModel
 from benchmark.api.plugins import Attack, AttackContext
 from benchmark.api.registry import ATTACKS, DEFENSES, TARGETS
 from benchmark.api.training import TrainingJob, TrainingPlan
 from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.protocol import ThreatModel
 from benchmark.core.storage import atomic_write_text
 from benchmark.run.access import counter_of, make_access
 from benchmark.run.scoring import Labelled

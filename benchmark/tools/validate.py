@@ -18,13 +18,13 @@ from pathlib import Path
 import yaml
 
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
+from benchmark.checks import check_attack, check_defense
 from benchmark.core.configs import build_config
-from benchmark.report.card import Card
+from benchmark.records.card import Card
 from benchmark.report.leaderboard import PUBLISHED_SUITES, Leaderboard
 from benchmark.run.cache import Cache
 from benchmark.run.runner import run_suite
 from benchmark.run.suite import parse_suite, registered_suites
-from benchmark.tools.conformance import check_attack, check_defense
 
 
 def check_registries(say: Callable[[str], None]) -> int:
@@ -56,7 +56,7 @@ def smoke_run(say: Callable[[str], None], workdir: Path) -> list[Card]:
     raw["attacks"] = [entry.name for entry in ATTACKS.entries() if not entry.cls.requires_captions]
     raw["defenses"] = [entry.name for entry in DEFENSES.entries()]
     suite = parse_suite(raw, "smoke", "smoke suite")
-    cards = run_suite(suite, workdir / "run", Cache(workdir / "cache", log=say), console_table=False)
+    cards = run_suite(suite, workdir / "run", Cache(workdir / "cache", log=say))
     for card in cards:
         Card.parse(card.to_dict(), f"smoke card {card.defense}/{card.attack}")  # survives its JSON round-trip
     say(f"smoke: {len(suite.attacks)} attacks × {len(suite.defenses)} defenses ran; {len(cards)} valid cards")

@@ -2,7 +2,8 @@
 
 ``card_schema.json`` beside this file is generated from the class (``python -m benchmark
 leaderboard --schema``, and a test keeps it current), never written by hand. The runner and
-``audit`` build cards through this class, and every table, plot and page reads its typed fields.
+``audit`` build cards through :func:`benchmark.records.builder.build_card`, and every table, plot
+and page reads its typed fields.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.protocol import Knowledge, ThreatModel
 from benchmark.core.storage import atomic_write_text
 
 CARD_SCHEMA_VERSION = 2
@@ -40,7 +42,8 @@ class Card(BaseModel):
     """One (dataset, target, defense, seed, attack) cell: what was measured, on what, under which
     assumptions, by which software. Config dicts stay dicts: each plugin owns its config's shape."""
 
-    model_config = ConfigDict(extra="forbid", title="diffusion-mia-bench result card")
+    # enums are stored as their values, so a loaded card compares, prints and groups like the JSON it came from
+    model_config = ConfigDict(extra="forbid", title="diffusion-mia-bench result card", use_enum_values=True)
 
     schema_version: Literal[2] = CARD_SCHEMA_VERSION
     suite: Name
@@ -62,14 +65,14 @@ class Card(BaseModel):
     attack_config: dict[str, Any]
     budget: dict[str, Any] | None = None
     # what the attacker knew: every choice below (calibration, orientation, threshold) was fitted on
-    # a shadow target's images ("shadow"), on labelled target members ("target-members"), or on
-    # nothing ("none"); calibration_images are those images' dataset indices (file names in an audit)
-    knowledge: Literal["shadow", "target-members", "none"]
+    # a shadow target's images, on labelled target members, or on nothing (see Knowledge);
+    # calibration_images are those images' dataset indices (file names in an audit)
+    knowledge: Knowledge
     shadows: Annotated[int, Field(ge=0)] = 0
     calibration_images: dict[str, list[int] | list[str]] | None = None
     orientation: Literal[1, -1] = 1
     calibration: dict[str, Any] = Field(default_factory=dict)
-    threat_model: Literal["white-box", "gray-box", "black-box"]
+    threat_model: ThreatModel
     seed: Annotated[int, Field(ge=0)]
     n_members: Annotated[int, Field(ge=1)]
     n_nonmembers: Annotated[int, Field(ge=1)]

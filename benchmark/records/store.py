@@ -6,29 +6,14 @@ card is not recomputed.
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-import benchmark
 from benchmark.core import runtime
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.storage import atomic_save_npz, atomic_write_text
-from benchmark.report.card import Card
-
-_VERSIONED = ("torch", "diffusers", "accelerate", "scikit-learn", "numpy", "opacus")
-
-
-def software_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "benchmark": benchmark.__version__}
-    for package in _VERSIONED:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+from benchmark.records.card import Card
 
 
 class ResultStore:

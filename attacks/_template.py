@@ -26,9 +26,8 @@ class MyAttackConfig:
 
 
 @ATTACKS.register("my_attack", "one line for `python -m benchmark list`, with its query cost")
-class MyAttack(Attack):
+class MyAttack(Attack[MyAttackConfig]):
     threat_model = ThreatModel.GRAY_BOX  # the weakest access the attack needs; the adapter enforces it
-    Config = MyAttackConfig
 
     def calibrate(self, access: GrayBoxView, images: torch.Tensor, labels: np.ndarray, ctx: AttackContext) -> dict:
         """Optional: fit thresholds, timesteps or a classifier on labelled calibration images; store

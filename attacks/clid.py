@@ -84,10 +84,9 @@ def pad_important_words(caption: str, importance: Sequence[float], fraction: flo
 @ATTACKS.register(
     "clid", "CLiD_th: own vs null and 30/50/70%-padded caption loss gap at t=440/450/460 (text-to-image; 15 queries)"
 )
-class CLiD(Attack):
+class CLiD(Attack[CLiDConfig]):
     threat_model = ThreatModel.GRAY_BOX
     requires_captions = True
-    Config = CLiDConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (len(self.config.timesteps) * (2 + len(self.config.clip_fractions)), 0)

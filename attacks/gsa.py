@@ -36,9 +36,8 @@ class GSAConfig:
 
 
 @ATTACKS.register("gsa", "GSA1: per-layer gradient norms at 10 timesteps, boosted trees trained on calibration data")
-class GSA(Attack):
+class GSA(Attack[GSAConfig]):
     threat_model = ThreatModel.WHITE_BOX
-    Config = GSAConfig
 
     def expected_passes(self) -> tuple[int, int]:
         backward = 1 if self.config.variant == "gsa1" else self.config.timesteps

@@ -25,9 +25,8 @@ class LossConfig:
     "loss attack with t chosen on the calibration split (1 query)",
     search_t=(10, 25, 50, 100, 150, 200, 300, 400, 600),
 )
-class LossAttack(ChoosesSettings, Attack):
+class LossAttack(ChoosesSettings, Attack[LossConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = LossConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (1, 0)

@@ -81,9 +81,8 @@ def aggregation_score(predictions: torch.Tensor, statistic: str, delta: float) -
 @ATTACKS.register(
     "nais_density", "NAIS with the average density (Eq. 17), higher density = member", statistic="density"
 )
-class NAIS(ChoosesSettings, Attack):
+class NAIS(ChoosesSettings, Attack[NAISConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = NAISConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.k, 0)

@@ -30,9 +30,8 @@ class PIAConfig:
 
 @ATTACKS.register("pia", "PIA: ε_θ(x0,0) as the noise, ℓ4 distance to ε_θ(x_t,t) at t=200 (2 queries)")
 @ATTACKS.register("pian", "PIAN: PIA with ε_θ(x0,0) rescaled to the scale of N(0, I) noise (2 queries)", normalize=True)
-class PIA(Attack):
+class PIA(Attack[PIAConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = PIAConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (2, 0)

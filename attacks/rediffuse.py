@@ -33,9 +33,8 @@ class ReDiffuseConfig:
 @ATTACKS.register(
     "rediffuse_nn", "ReDiffuse with a CNN head on the difference image, trained on calibration", head="classifier"
 )
-class ReDiffuse(DifferenceHead, Attack):
+class ReDiffuse(DifferenceHead, Attack[ReDiffuseConfig]):
     threat_model = ThreatModel.BLACK_BOX
-    Config = ReDiffuseConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.n * self.config.steps, 0)

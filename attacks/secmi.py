@@ -33,9 +33,8 @@ class SecMIConfig:
 @ATTACKS.register(
     "secmi_nn", "SecMI-NNs: CNN on the round-trip difference image, trained on calibration", head="classifier"
 )
-class SecMI(DifferenceHead, Attack):
+class SecMI(DifferenceHead, Attack[SecMIConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = SecMIConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (self.config.t_sec // self.config.stride + 1, 0)

@@ -29,9 +29,8 @@ class SimAConfig:
 
 @ATTACKS.register("sima", "SimA: ‖ε_θ(x0, t)‖₄ on the clean image, t chosen on calibration (1 query)")
 @ATTACKS.register("sima_mc", "SimA-MC: ‖ε_θ(x_t, t)‖₄ averaged over 10 noise draws, t calibrated", mc_draws=10)
-class SimA(ChoosesSettings, Attack):
+class SimA(ChoosesSettings, Attack[SimAConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = SimAConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (max(1, self.config.mc_draws), 0)

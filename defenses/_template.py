@@ -27,8 +27,7 @@ class MyDefenseConfig:
 
 
 @DEFENSES.register("my_defense", "one line for `python -m benchmark list`")
-class MyDefense(Defense):
-    Config = MyDefenseConfig
+class MyDefense(Defense[MyDefenseConfig]):
 
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Applied to every training batch before noising; draw randomness only from ``generator``."""

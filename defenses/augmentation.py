@@ -31,8 +31,7 @@ class AugmentationConfig:
 
 
 @DEFENSES.register("augmentation", "random horizontal flip and padded random crop of every training batch")
-class Augmentation(Defense):
-    Config = AugmentationConfig
+class Augmentation(Defense[AugmentationConfig]):
 
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.config.flip:

@@ -41,8 +41,7 @@ class DistillationConfig:
 @DEFENSES.register(
     "distillation", "DistillMD: teachers on disjoint halves; the student learns each image from the other"
 )
-class Distillation(Defense):
-    Config = DistillationConfig
+class Distillation(Defense[DistillationConfig]):
 
     def _teacher(self, job: TrainingJob, index: int, members: torch.Tensor) -> tuple[UNet2DModel, dict]:
         """Trained once; its weights wait in the job's scratch so a resumed run does not retrain it."""

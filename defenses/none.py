@@ -13,5 +13,7 @@ class NoDefenseConfig:
 
 
 @DEFENSES.register("none", "no defense: the target is trained on its members as they are")
-class NoDefense(Defense):
-    Config = NoDefenseConfig
+class NoDefense(Defense[NoDefenseConfig]):
+    """Training as the target's recipe says, nothing changed: the row every defense is compared with."""
+
+    baseline = True

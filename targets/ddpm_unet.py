@@ -71,8 +71,7 @@ def build_scheduler(config: DDPMUNetConfig) -> DDPMScheduler:
 
 
 @TARGETS.register("ddpm_unet", "diffusers UNet2DModel + DDPMScheduler trained by the harness on the members")
-class DDPMUNet(TrainableTarget):
-    Config = DDPMUNetConfig
+class DDPMUNet(TrainableTarget[DDPMUNetConfig]):
     trainer_version = TRAINER_VERSION
 
     def training_plan(self, members: torch.Tensor, captions: Sequence[str] | None, seed: int) -> TrainingPlan:

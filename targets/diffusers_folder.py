@@ -100,8 +100,7 @@ def load_diffusers_folder(folder: Path, ema: str = "auto") -> DiffusionModel:
 @TARGETS.register(
     "diffusers_folder", "a diffusers DDPM/DDIM pipeline or UNet2DModel: local folder or hub id (no training)"
 )
-class DiffusersFolder(Target):
-    Config = DiffusersFolderConfig
+class DiffusersFolder(Target[DiffusersFolderConfig]):
 
     @functools.cached_property
     def folder(self) -> Path:

@@ -126,8 +126,7 @@ class LatentPipeline:
 
 
 @TARGETS.register("text_to_image", "latent text-to-image pipeline (VAE + CLIP text encoder + conditional UNet)")
-class TextToImage(TrainableTarget):
-    Config = TextToImageConfig
+class TextToImage(TrainableTarget[TextToImageConfig]):
     text_conditioned = True
     supports_procedures = False  # it trains on latents and caption embeddings, not on the members
     trainer_version = FINETUNE_VERSION

@@ -51,9 +51,8 @@ class PeekingConfig:
     t: int = 100
 
 
-class DeclaresOneQueryButMakesTwo(Attack):
+class DeclaresOneQueryButMakesTwo(Attack[PeekingConfig]):
     threat_model = ThreatModel.GRAY_BOX
-    Config = PeekingConfig
 
     def expected_passes(self) -> tuple[int, int]:
         return (1, 0)

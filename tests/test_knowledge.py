@@ -62,7 +62,8 @@ class InvertedLoss(LossAttack):
 def test_orientation_is_learned_on_calibration_and_kept_under_none(tiny_run, cache_dir, tmp_path):
     with ATTACKS.temporarily("inverted_loss", InvertedLoss):
         raw = tiny_suite_dict(attacks=["inverted_loss"], knowledge=["target-members", "none"])
-        cards = {c.knowledge: c for c in run_suite(make_suite(raw), tmp_path, Cache(cache_dir, log=lambda _: None))}  # fmt: skip
+        cache = Cache(cache_dir, log=lambda _: None)
+        cards = {c.knowledge: c for c in run_suite(make_suite(raw), tmp_path, cache)}
     assert cards["target-members"].orientation == -1 and cards["target-members"].auc > 0.8
     # the same scores (one noise stream per attack and seed) with the paper's sign kept
     assert cards["none"].orientation == 1 and cards["none"].auc == pytest.approx(1 - cards["target-members"].auc)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+Candidate = TypeVar("Candidate")
+
 
 def choose_by_auc(
-    candidates: Iterable[Any], scores_for: Callable[[Any], np.ndarray], labels: np.ndarray
-) -> tuple[Any, list[dict]]:
+    candidates: Iterable[Candidate], scores_for: Callable[[Candidate], np.ndarray], labels: np.ndarray
+) -> tuple[Candidate, list[dict]]:
     """The candidate whose calibration scores separate best, max(AUC, 1 − AUC) (first one on ties),
     and the table."""
     table = []
@@ -40,7 +42,7 @@ class ChoosesSettings:
     config itself when the attack searches nothing, else the calibrated copy, which must exist.
     """
 
-    config: Any
+    config: Any  # Any: the host attack's config dataclass; the mixin reads only the fields it names
 
     def searches(self) -> bool:
         """True when this config asks for a choice on calibration data."""
@@ -50,16 +52,16 @@ class ChoosesSettings:
         return self.searches()
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Any:  # Any: the host's config type (see ``config``)
         return self.settings_ if self.searches() else self.config
 
     def choose(
         self,
-        candidates: Iterable[Any],
-        scores_for: Callable[[Any], np.ndarray],
+        candidates: Iterable[Candidate],
+        scores_for: Callable[[Candidate], np.ndarray],
         labels: np.ndarray,
-        fields: Callable[[Any], dict[str, Any]],
-    ) -> tuple[Any, list[dict]]:
+        fields: Callable[[Candidate], dict[str, Any]],  # Any: values of the host's config fields
+    ) -> tuple[Candidate, list[dict]]:
         """The winning candidate and the table; ``fields(winner)`` are the config fields it sets."""
         best, table = choose_by_auc(candidates, scores_for, labels)
         self.settings_ = dataclasses.replace(self.config, **fields(best))

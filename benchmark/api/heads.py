@@ -81,7 +81,7 @@ class DifferenceHead:
     head, the papers' ``-stat``) or by a CNN trained on calibration data (``head: classifier``,
     the papers' ``-NN``); the config carries ``head`` and ``classifier``."""
 
-    config: Any
+    config: Any  # Any: the host attack's config dataclass; the mixin reads ``head`` and ``classifier``
 
     def uses_classifier(self) -> bool:
         return self.config.head == "classifier"

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -25,11 +29,11 @@ class DiffusionModel:
     """
 
     unet: torch.nn.Module
-    scheduler: Any
+    scheduler: SchedulerMixin
     encode_images: Callable[[torch.Tensor], torch.Tensor] | None = None
     encode_text: Callable[[Sequence[str]], torch.Tensor] | None = None
     latent_shape: tuple[int, int, int] | None = None
-    tokenizer: Any = None
+    tokenizer: PreTrainedTokenizerBase | None = None
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:

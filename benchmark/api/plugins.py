@@ -10,10 +10,11 @@ Compatibility is declared on the class (``requires_captions``, ``text_conditione
 from __future__ import annotations
 
 import abc
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -24,13 +25,33 @@ from benchmark.api.views import AccessView
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.protocol import ThreatModel
 
+ConfigT = TypeVar("ConfigT")
+
+
+class Configured(Generic[ConfigT]):
+    """A plugin built from a config dataclass. Declaring it once as the base's parameter
+    (``class NAIS(Attack[NAISConfig])``) types ``self.config`` for editors and sets ``NAIS.Config``,
+    the class the suite parser builds from YAML."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin, args = typing.get_origin(base), typing.get_args(base)
+            if isinstance(origin, type) and issubclass(origin, Configured) and args and isinstance(args[0], type):
+                cls.Config = args[0]
+
 
 class LearnedState:
     """Guards attributes ending in ``_``: they exist only once the step that learns them ran."""
 
     _learned_by: ClassVar[str] = "calibrate"
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # Any: it only ever raises; the type is __getattr__'s own
         if name.endswith("_") and not name.startswith("__"):
             raise BenchmarkError(
                 f"{type(self).__name__}.{name} is learned by {self._learned_by}(), which has not run yet; "
@@ -50,7 +71,7 @@ class AttackContext:
     generator: torch.Generator
 
 
-class Attack(LearnedState, abc.ABC):
+class Attack(LearnedState, Configured[ConfigT], abc.ABC):
     """Scores images; higher score = more member-like.
 
     Subclasses set ``threat_model`` and a ``Config`` dataclass whose defaults are the paper's.
@@ -61,13 +82,9 @@ class Attack(LearnedState, abc.ABC):
     """
 
     threat_model: ClassVar[ThreatModel]
-    Config: ClassVar[type]
     # True for attacks that condition on the images' captions: only a text-conditioned target
     # can serve them, and a suite that pairs them with another target is refused when it is read
     requires_captions: ClassVar[bool] = False
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
 
     def needs_calibration(self) -> bool:
         """True when ``calibrate`` learns from labelled images (a setting, a head, a classifier): the
@@ -92,7 +109,7 @@ class Attack(LearnedState, abc.ABC):
         """
 
 
-class Defense(LearnedState, abc.ABC):
+class Defense(LearnedState, Configured[ConfigT], abc.ABC):
     """Changes how a target is trained. The default hooks change nothing.
 
     Override ``transform`` to change the batches (augmentation), or ``train`` to change the
@@ -100,11 +117,10 @@ class Defense(LearnedState, abc.ABC):
     from state ``train`` learned (attributes ending in ``_``).
     """
 
-    Config: ClassVar[type]
     _learned_by: ClassVar[str] = "train"
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
+    # True for the undefended reference (training as the recipe says): every other defense's row is
+    # compared with it, and the page finds it by this flag, not by its name
+    baseline: ClassVar[bool] = False
 
     def validation_size(self) -> int:
         """How many held-out images (disjoint from every evaluated image) ``train`` needs."""
@@ -118,11 +134,11 @@ class Defense(LearnedState, abc.ABC):
         """Applied to every training batch before noising (augmentation lives here)."""
         return batch
 
-    def train(self, job: TrainingJob, unet: torch.nn.Module) -> dict[str, Any]:
+    def train(self, job: TrainingJob, unet: torch.nn.Module) -> dict[str, Any]:  # Any: JSON-able report
         """Train ``unet`` (fresh from ``job.new_unet()``) in place; returns the training report."""
         return job.fit(unet, transform=self.transform)
 
-    def costs(self) -> dict[str, Any]:
+    def costs(self) -> dict[str, Any]:  # Any: JSON-able values for the card
         """What the defense cost, for the card (ε, steps, ...)."""
         return {}
 
@@ -137,29 +153,25 @@ class Defense(LearnedState, abc.ABC):
         return type(self).transform is not Defense.transform or self.replaces_procedure()
 
 
-class Target(abc.ABC):
+class Target(Configured[ConfigT], abc.ABC):
     """A model family attacked as given: the harness only ``load``s it (no defense can change it).
     A family the harness trains is a :class:`TrainableTarget`."""
 
-    Config: ClassVar[type]
     # a text-conditioned target serves caption-conditioned attacks and needs a captioned dataset
     text_conditioned: ClassVar[bool] = False
     # False: the target trains from its own data (latents, caption embeddings), so a defense that
     # replaces the training procedure cannot run on it; batch transforms still can
     supports_procedures: ClassVar[bool] = True
 
-    def __init__(self, config: Any) -> None:
-        self.config = config
-
     def trains(self) -> bool:
         """False when the model is attacked as given (no defense can then change it)."""
         return False
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> dict[str, Any]:  # Any: JSON-able values for the cache key
         """What identifies the starting weights beyond the config (file hashes of a loaded model)."""
         return {}
 
-    def source(self) -> dict[str, Any]:
+    def source(self) -> dict[str, Any]:  # Any: JSON-able values for the card
         """What the card's ``training`` field says about where the model came from."""
         return {}
 
@@ -169,7 +181,7 @@ class Target(abc.ABC):
         False); ``sample_shape`` is the shape of one dataset image."""
 
 
-class TrainableTarget(Target):
+class TrainableTarget(Target[ConfigT]):
     """A model family the harness trains: how to build, save and load a model, and its recipe.
 
     The harness owns everything around that: it hashes the training inputs, looks the model up in
@@ -194,13 +206,8 @@ class TrainableTarget(Target):
         """Write the trained ``unet`` (and whatever ``load`` needs) to ``folder`` as safetensors."""
 
 
-class Dataset(abc.ABC):
+class Dataset(Configured[ConfigT], abc.ABC):
     """Images in [-1, 1], NCHW float32, plus a fingerprint of their content."""
-
-    Config: ClassVar[type]
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
 
     @abc.abstractmethod
     def load(self) -> torch.Tensor:

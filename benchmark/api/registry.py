@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from benchmark.api.plugins import Attack, Dataset, Defense, Target
 from benchmark.core.errors import BenchmarkError
 
 T = TypeVar("T")
@@ -24,7 +25,7 @@ class Entry(Generic[T]):
     name: str
     cls: type[T]
     description: str
-    preset: dict[str, Any] = field(default_factory=dict)
+    preset: dict[str, Any] = field(default_factory=dict)  # Any: config field values, as YAML gives them
 
 
 class Registry(Generic[T]):
@@ -32,7 +33,9 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, description: str, **preset: Any) -> Callable[[type[T]], type[T]]:
+    def register(
+        self, name: str, description: str, **preset: Any  # Any: as ``Entry.preset``
+    ) -> Callable[[type[T]], type[T]]:
         def decorator(cls: type[T]) -> type[T]:
             if name in self._entries and self._entries[name].cls is not cls:
                 raise BenchmarkError(f"{self.kind} '{name}' is registered twice; pick another name")
@@ -42,13 +45,19 @@ class Registry(Generic[T]):
         return decorator
 
     @contextmanager
-    def temporarily(self, name: str, cls: type[T], preset: dict[str, Any] | None = None) -> Iterator[str]:
+    def temporarily(
+        self, name: str, cls: type[T], preset: dict[str, Any] | None = None  # Any: as ``Entry.preset``
+    ) -> Iterator[str]:
         """``cls`` registered under ``name`` inside the block only (checking a class nobody registered)."""
         self.register(name, f"{cls.__name__} (temporary)", **(preset or {}))(cls)
         try:
             yield name
         finally:
             self._entries.pop(name, None)
+
+    def has(self, name: str) -> bool:
+        _load_plugins()
+        return name in self._entries
 
     def get(self, name: str) -> Entry[T]:
         _load_plugins()
@@ -67,10 +76,10 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-ATTACKS: Registry[Any] = Registry("attack")
-DEFENSES: Registry[Any] = Registry("defense")
-TARGETS: Registry[Any] = Registry("target")
-DATASETS: Registry[Any] = Registry("dataset")
+ATTACKS: Registry[Attack] = Registry("attack")
+DEFENSES: Registry[Defense] = Registry("defense")
+TARGETS: Registry[Target] = Registry("target")
+DATASETS: Registry[Dataset] = Registry("dataset")
 
 PLUGIN_PACKAGES = ("attacks", "defenses", "targets", "benchmark.datasets")
 _loaded = False

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # (noisy images, timesteps, drawn noise, indices of the batch into job.members) -> regression target
@@ -44,7 +47,7 @@ class TrainingPlan:
     conditioning (caption embeddings) where the network takes one."""
 
     new_unet: Callable[[], torch.nn.Module]
-    scheduler: Any
+    scheduler: SchedulerMixin
     members: torch.Tensor
     recipe: Recipe
     conditioning: torch.Tensor | None = None
@@ -56,6 +59,7 @@ class Monitor(Protocol):
     def after_step(self, step: int, unet: torch.nn.Module) -> bool:
         """Called after every optimiser step; True stops training."""
 
+    # Any below: JSON-able values, whose shape each monitor chooses
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able values) to checkpoint."""
 
@@ -69,7 +73,19 @@ class Monitor(Protocol):
 class Trainer(Protocol):
     """The harness's standard loop, as bound to a job (see ``TrainingJob.fit``)."""
 
-    def __call__(self, job: TrainingJob, unet: torch.nn.Module, **hooks: Any) -> dict[str, Any]: ...
+    def __call__(
+        self,
+        job: TrainingJob,
+        unet: torch.nn.Module,
+        *,
+        members: torch.Tensor | None,
+        transform: Transform | None,
+        regression_target: RegressionTarget | None,
+        monitor: Monitor | None,
+        seed: int | None,
+        checkpoint_name: str,
+        title: str,
+    ) -> dict[str, Any]: ...  # Any: the training report, JSON-able
 
 
 @dataclass
@@ -85,7 +101,7 @@ class TrainingJob:
     """
 
     new_unet: Callable[[], torch.nn.Module]
-    scheduler: Any
+    scheduler: SchedulerMixin
     members: torch.Tensor
     validation: torch.Tensor
     recipe: Recipe
@@ -113,7 +129,7 @@ class TrainingJob:
         seed: int | None = None,
         checkpoint_name: str = "checkpoint",
         title: str = "training target",
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any]:  # Any: the training report, JSON-able
         """Train ``unet`` in place with the harness's loop: MSE to the noise (or to
         ``regression_target``) on ``members`` (default: the job's), batches cycling through seeded
         permutations, checkpointed under ``scratch / checkpoint_name`` so a killed run resumes with
@@ -125,7 +141,7 @@ class TrainingJob:
 
 
 def noised_batch(
-    scheduler: Any, clean: torch.Tensor, generator: torch.Generator
+    scheduler: SchedulerMixin, clean: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy, timesteps, noise): the DDPM forward process at uniformly drawn timesteps."""
     noise = torch.randn(clean.shape, generator=generator)

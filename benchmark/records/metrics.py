@@ -12,7 +12,6 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 LOW_FPRS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0_1pct_fpr": 0.001}
-HEADLINE = ("auc", "asr_best_threshold", *LOW_FPRS)
 
 
 def point_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.api.registry import ATTACKS
+from benchmark.core.protocol import HEADLINE_KNOWLEDGE
 from benchmark.core.storage import atomic_write_text
 from benchmark.records.card import Card
 from benchmark.report.plots import (
@@ -36,13 +37,13 @@ from benchmark.report.plots import (
 from benchmark.report.summary import papers_order, summary
 from benchmark.report.tables import (
     GROUP,
-    HEADLINE_KNOWLEDGE,
     ScoreLoader,
     attack_table,
     budget_table,
     defense_ranking,
     detail_table,
     headline_knowledge,
+    is_baseline,
     page_order,
     paired_comparisons,
     provenance_table,
@@ -137,7 +138,8 @@ def figure_plan(cards: list[Card]) -> tuple[list[Figure], list[Figure]]:
     for index, ((dataset, target), group) in enumerate(_targets(main).items()):
         knowledge = headline_knowledge(c.knowledge for c in group)
         runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
-        if ("none" in runs) and len(runs["none"]) > 1:
+        baseline = next((defense for defense in runs if is_baseline(defense)), None)
+        if baseline is not None and len(runs[baseline]) > 1:
             title = f"{dataset}/{target}: the strongest attacks, undefended"
             top = Figure(title, f"roc_top_{_slug(dataset, target)}.png")
             (shown if index == 0 else folded).append(top)
@@ -176,13 +178,13 @@ def page(cards: list[Card], load_scores: ScoreLoader, unshown: Sequence[str] | N
     targets = _targets(main)
     rankings = []
     for (dataset, target), group in targets.items():
-        for knowledge in sorted({c.knowledge for c in group}, key=lambda k: k != HEADLINE_KNOWLEDGE):
+        for knowledge in sorted({c.knowledge for c in group}, key=lambda k: k != HEADLINE_KNOWLEDGE.value):
             chosen = [c for c in group if c.knowledge == knowledge]
             rankings.append(Section(f"Defenses on {dataset}/{target}, knowledge `{knowledge}`", WORST_CASE_NOTE,
                                     defense_ranking(chosen)))  # fmt: skip
     headline = rankings[0] if rankings else None
     folded = rankings[1:]
-    for knowledge in sorted({c.knowledge for c in main}, key=lambda k: k != HEADLINE_KNOWLEDGE):
+    for knowledge in sorted({c.knowledge for c in main}, key=lambda k: k != HEADLINE_KNOWLEDGE.value):
         chosen = [c for c in main if c.knowledge == knowledge]
         folded.append(Section(f"Attacks, knowledge `{knowledge}`",
                               "Per defense, mean ± std over every target and seed, strongest first.",
@@ -300,8 +302,9 @@ def write_figures(folder: Path, cards: list[Card], load_scores: ScoreLoader) -> 
         runs = _first_seed_runs([c for c in group if c.knowledge == knowledge])
         for defense, run in runs.items():
             roc_plot(run, load_scores, folder / f"roc_{_slug(dataset, target, defense)}.png", colours)
-        if "none" in runs and len(runs["none"]) > 1:
-            roc_plot(runs["none"], load_scores, folder / f"roc_top_{_slug(dataset, target)}.png", colours, ROC_SHOWN)
+        baseline = next((defense for defense in runs if is_baseline(defense)), None)
+        if baseline is not None and len(runs[baseline]) > 1:
+            roc_plot(runs[baseline], load_scores, folder / f"roc_top_{_slug(dataset, target)}.png", colours, ROC_SHOWN)
     frontier_plot(main, folder / "frontier.png")
     regime_plot([c for c in main if c.suite == "regimes"], folder / "regimes.png", colours)
     budget_plot(cards, folder / "budget.png", colours)

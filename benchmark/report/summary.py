@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 
 from benchmark.records.card import Card
 from benchmark.report.papers import CIFAR10_AUC
-from benchmark.report.tables import attack_means, headline_knowledge, page_order, worst_case
+from benchmark.report.tables import attack_means, headline_knowledge, is_baseline, page_order, worst_case
 
 
 def _queries(count: float) -> str:
@@ -27,10 +27,11 @@ def _utility(row: pd.Series) -> str:
 def defense_sentence(target: str, knowledge: str, cards: list[Card]) -> str | None:
     """``cards``: the target's cards under ``knowledge``, every defense."""
     worst = worst_case(cards)
-    defended = worst[worst["defense"] != "none"].sort_values("auc")
-    if defended.empty or "none" not in set(worst["defense"]):
+    undefended = worst["defense"].map(is_baseline)
+    defended = worst[~undefended].sort_values("auc")
+    if defended.empty or not undefended.any():
         return None  # nothing to compare (a regime target is undefended only: the attack answer covers it)
-    base = worst[worst["defense"] == "none"].iloc[0]
+    base = worst[undefended].iloc[0]
     text = (f"**{target}** (knowledge `{knowledge}`): undefended, the strongest attack reaches AUC {base['auc']:.3f} "
             f"({base['auc_attack']}) at {_utility(base)}")  # fmt: skip
     best = defended.iloc[0]
@@ -82,7 +83,7 @@ def summary(cards: list[Card]) -> dict[str, list[str]]:
     for name, group in targets.items():
         knowledge = headline_knowledge(c.knowledge for c in group)
         chosen = [c for c in group if c.knowledge == knowledge and not c.budget]
-        means = attack_means([c for c in chosen if c.defense == "none"])  # shared by the last two answers
+        means = attack_means([c for c in chosen if is_baseline(c.defense)])  # shared by the last two answers
         lines = {"defenses": defense_sentence(name, knowledge, chosen), "attacks": attack_sentence(name, means),
                  "papers": papers_sentence(name, means)}  # fmt: skip
         for key, line in lines.items():

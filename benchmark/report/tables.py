@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -9,11 +10,12 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
+from benchmark.api.registry import DEFENSES
+from benchmark.core.protocol import HEADLINE_KNOWLEDGE, Knowledge
 from benchmark.records.card import Card
 from benchmark.records.metrics import paired_auc_difference
 
 GROUP = ["dataset", "target", "defense", "knowledge"]
-HEADLINE_KNOWLEDGE = "shadow"  # what the page leads with: the attacker calibrates on a shadow model
 METRICS = [
     ("auc", "AUC"),
     ("asr_best_threshold", "ASR (best τ)"),
@@ -26,7 +28,14 @@ ScoreLoader = Callable[[Card], dict[str, np.ndarray]]
 def headline_knowledge(levels: Iterable[str]) -> str:
     """``shadow`` where the cards have it, else their first level (a board run under another one)."""
     levels = set(levels)
-    return HEADLINE_KNOWLEDGE if HEADLINE_KNOWLEDGE in levels else sorted(levels)[0]
+    return HEADLINE_KNOWLEDGE.value if HEADLINE_KNOWLEDGE.value in levels else sorted(levels)[0]
+
+
+@functools.cache
+def is_baseline(defense: str) -> bool:
+    """Whether cards labelled ``defense`` come from the undefended reference: a registered defense
+    whose class declares ``baseline`` (a label no registry entry has is a configured variant)."""
+    return DEFENSES.has(defense) and DEFENSES.get(defense).cls.baseline
 
 
 def page_order(cards: Iterable[Card]) -> list[Card]:
@@ -105,7 +114,7 @@ def attack_table(cards: list[Card]) -> pd.DataFrame:
     out["backward/sample"] = grouped["backward"].mean().map(lambda q: f"{q:g}")
     out["cells"] = grouped.size()
     out["_rank"] = grouped["AUC"].mean()
-    out["_defense"] = [defense != "none" for _, defense, _ in out.index]  # the undefended baseline first
+    out["_defense"] = [not is_baseline(defense) for _, defense, _ in out.index]  # the undefended baseline first
     ranked = out.sort_values(["knowledge", "_defense", "defense", "_rank"], ascending=[False, True, True, False])
     return ranked.drop(columns=["_rank", "_defense"]).reset_index()
 
@@ -192,7 +201,7 @@ def frontier_points(cards: list[Card]) -> pd.DataFrame:
 def regime_table(cards: list[Card]) -> pd.DataFrame:
     """Undefended targets by training-set size: each attack's AUC and TPR@1%FPR (mean, std and
     seeds) per member count, under knowledge ``shadow``."""
-    chosen = [c for c in cards if c.defense == "none" and c.knowledge == "shadow" and not c.budget]
+    chosen = [c for c in cards if is_baseline(c.defense) and c.knowledge == Knowledge.SHADOW and not c.budget]
     if not chosen:
         return pd.DataFrame()
     frame = _frame(chosen)
@@ -234,7 +243,7 @@ def paired_comparisons(cards: list[Card], load_scores: ScoreLoader) -> pd.DataFr
     rows = []
     groups: dict[tuple, list[Card]] = {}
     for card in cards:
-        if card.knowledge != "none":
+        if card.knowledge != Knowledge.NONE:
             groups.setdefault((card.dataset, card.target, card.defense, card.knowledge, card.seed), []).append(card)
     for (dataset, target, defense, knowledge, seed), group in groups.items():
         scores = {card.attack: load_scores(card) for card in group}

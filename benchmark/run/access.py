@@ -5,8 +5,9 @@ UNet forward pass goes through :class:`QueryCounter`, and that count is what the
 A view is a shell: the model, the counter, the captions and (black-box) the variation noise live
 in a harness-side engine that no attribute of the view names, and every other name, private ones
 included, is refused in one line. (Python cannot hide an object from deliberate introspection of
-frames or the garbage collector; the conformance check also refuses attack source that names the
-private routes.) The harness reaches the engine through the functions at the bottom of this file.
+frames or the garbage collector, and nothing here scans an attack's source for that: the
+conformance check ``view_refuses_other_routes`` tries every sealed name on the view, and review
+does the rest.) The harness reaches the engine through the functions at the bottom of this file.
 """
 
 from __future__ import annotations

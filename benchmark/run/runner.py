@@ -16,6 +16,7 @@ from benchmark.core.configs import config_dict
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.progress import console
+from benchmark.core.protocol import Knowledge
 from benchmark.records.builder import CellOrigin, build_card
 from benchmark.records.card import CARD_SCHEMA_VERSION, Card
 from benchmark.records.store import ResultStore
@@ -118,7 +119,7 @@ class Cell:
     """One attack under one knowledge level: a card."""
 
     attack: Component
-    knowledge: str
+    knowledge: Knowledge
 
     @property
     def id(self) -> str:
@@ -132,7 +133,7 @@ def cell_hash(
     return sha256_json(
         {
             "knowledge": cell.knowledge,
-            "shadows": suite.shadows if cell.knowledge == "shadow" else 0,
+            "shadows": suite.shadows if cell.knowledge == Knowledge.SHADOW else 0,
             "suite_version": suite.version,
             "dataset": dataset.description,
             "split": config_dict(suite.split_for(target)),
@@ -315,10 +316,10 @@ def _calibrations(cells: TargetCells, trained: TrainedTarget, cache: Cache) -> C
     split, images, captions = cells.split, cells.images, cells.captions
 
     @functools.cache
-    def calibration(knowledge: str) -> CalibrationData:
-        if knowledge == "none":
+    def calibration(knowledge: Knowledge) -> CalibrationData:
+        if knowledge == Knowledge.NONE:
             return CalibrationData.nothing()
-        if knowledge == "target-members":
+        if knowledge == Knowledge.TARGET_MEMBERS:
             members, nonmembers = split.calibration_members, split.calibration_nonmembers
             model, shadows = trained.model, 0
         else:

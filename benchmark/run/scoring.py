@@ -21,6 +21,7 @@ from benchmark.api.plugins import Attack, AttackContext
 from benchmark.api.views import AccessView
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
+from benchmark.core.protocol import Knowledge
 from benchmark.records.metrics import evaluate
 from benchmark.run.access import bind_captions, counter_of, make_access, seed_variations
 from benchmark.run.suite import Component, Scoring
@@ -78,7 +79,7 @@ class CalibrationData:
     ``indices`` are the dataset indices of those images, so a test can check what was touched.
     """
 
-    knowledge: str
+    knowledge: Knowledge
     model: DiffusionModel | None = None
     images: Labelled | None = None
     indices: dict[str, list[int]] | dict[str, list[str]] | None = None
@@ -86,7 +87,7 @@ class CalibrationData:
 
     @classmethod
     def nothing(cls) -> CalibrationData:
-        return cls("none")
+        return cls(Knowledge.NONE)
 
 
 def seeded_generator(*parts: object) -> torch.Generator:
@@ -150,7 +151,7 @@ def _calibrate(
     model (uncounted). An attack that learns from labelled images calibrates on one seeded
     half and its orientation and threshold come from the other half, so neither is fitted on
     images that chose a setting or trained a head."""
-    if calibration.knowledge == "none":
+    if not calibration.knowledge.calibrates:
         if attack.needs_calibration():
             raise BenchmarkError(
                 f"attack '{label}' learns from calibration data, which knowledge 'none' does not grant; "

@@ -16,6 +16,7 @@ import yaml
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.core.configs import build_config, config_dict
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.protocol import HEADLINE_KNOWLEDGE, Knowledge
 from benchmark.run.cluster import ClusterOptions
 from benchmark.run.splits import SplitSizes
 from benchmark.run.targets import incompatibility
@@ -73,7 +74,7 @@ class Suite:
     seeds: list[int]
     split: SplitSizes
     scoring: Scoring = field(default_factory=Scoring)
-    knowledge: list[str] = field(default_factory=lambda: ["shadow"])
+    knowledge: list[Knowledge] = field(default_factory=lambda: [HEADLINE_KNOWLEDGE])
     shadows: int = 1
     cluster: ClusterOptions = field(default_factory=ClusterOptions)  # how jobs run; never part of a hash
 
@@ -83,20 +84,19 @@ class Suite:
     def attacks_for(self, defense: Component) -> list[Component]:
         return [a for a in self.attacks if a.defenses is None or defense.label in a.defenses]
 
-    def knowledge_for(self, attack: Component) -> list[str]:
+    def knowledge_for(self, attack: Component) -> list[Knowledge]:
         return attack.knowledge or self.knowledge
 
     def split_for(self, target: Component) -> SplitSizes:
         return target.split or self.split
 
 
-# What the attacker knows, i.e. what every choice of an attack (settings, head, orientation,
-# threshold) is fitted on. ``shadow``: members and non-members of shadow targets the harness
-# trains with the target's recipe and defense on images disjoint from the target's split.
-# ``target-members``: a labelled subset of the target's own training images and held-out images
-# (SecMI-NN's protocol; the stronger assumption). ``none``: nothing; fixed-setting attacks only,
-# judged by their ranking (AUC, TPR@FPR) with no threshold.
-KNOWLEDGE_LEVELS = ("shadow", "target-members", "none")
+KNOWLEDGE_LEVELS = [level.value for level in Knowledge]
+
+
+def baseline_defense() -> str:
+    """The registered undefended reference (its class declares ``baseline``): a suite's default defense."""
+    return next(entry.name for entry in DEFENSES.entries() if entry.cls.baseline)
 
 
 REGISTRIES: dict[str, Registry] = {
@@ -180,12 +180,12 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
         description=str(raw.get("description", "")),
         datasets=_components(raw, "datasets", where),
         targets=_components(raw, "targets", where, _mapping(raw, "split", where)),
-        defenses=_components({"defenses": raw.get("defenses", ["none"])}, "defenses", where),
+        defenses=_components({"defenses": raw.get("defenses", [baseline_defense()])}, "defenses", where),
         attacks=_components(raw, "attacks", where) + _budget(raw.get("budget") or [], where),
         seeds=list(dict.fromkeys(seeds)),
         split=build_config(SplitSizes, f"{where}: split", _mapping(raw, "split", where)),
         scoring=build_config(Scoring, f"{where}: scoring", _mapping(raw, "scoring", where)),
-        knowledge=_knowledge(raw.get("knowledge", ["shadow"]), f"{where}: knowledge"),
+        knowledge=_knowledge(raw.get("knowledge", [HEADLINE_KNOWLEDGE.value]), f"{where}: knowledge"),
         shadows=_shadow_count(raw.get("shadows", 1), where),
         cluster=build_config(ClusterOptions, f"{where}: cluster", _mapping(raw, "cluster", where)),
     )
@@ -195,7 +195,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
     return suite
 
 
-def _knowledge(levels: Any, where: str) -> list[str]:
+def _knowledge(levels: Any, where: str) -> list[Knowledge]:
     if isinstance(levels, str):
         levels = [levels]
     if not isinstance(levels, list) or not levels:
@@ -203,7 +203,7 @@ def _knowledge(levels: Any, where: str) -> list[str]:
     for level in levels:
         if level not in KNOWLEDGE_LEVELS:
             _unknown("knowledge level", level, list(KNOWLEDGE_LEVELS), "levels", where)
-    return list(dict.fromkeys(levels))
+    return [Knowledge(level) for level in dict.fromkeys(levels)]
 
 
 def _unknown(what: str, value: Any, known: list[str], listed_as: str, where: str) -> None:
@@ -237,12 +237,12 @@ def _check_knowledge(suite: Suite, where: str) -> None:
                 "other knowledge levels, or give one entry a distinct 'label'"
             )
         taken.update(levels)
-        if "none" in levels and attack.instantiate().needs_calibration():
+        if any(not level.calibrates for level in levels) and attack.instantiate().needs_calibration():
             raise BenchmarkError(
                 f"{where}: attack '{attack.label}' learns from calibration data, which knowledge 'none' does not "
                 "grant; give the entry 'knowledge: [shadow]' or drop 'none'"
             )
-        if "shadow" in levels:
+        if Knowledge.SHADOW in levels:
             for target in suite.targets:
                 if not target.instantiate().trains():
                     raise BenchmarkError(

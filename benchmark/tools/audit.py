@@ -21,13 +21,13 @@ from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.images import load_captions, load_image_folder
 from benchmark.core.progress import console
-from benchmark.core.protocol import ThreatModel
+from benchmark.core.protocol import Knowledge, ThreatModel
 from benchmark.records.builder import CellOrigin, build_card
 from benchmark.records.card import Card
 from benchmark.records.store import ResultStore
 from benchmark.report.render import write_outputs
 from benchmark.run.scoring import CalibrationData, Labelled, run_attack
-from benchmark.run.suite import Component, Scoring
+from benchmark.run.suite import Component, Scoring, baseline_defense
 from benchmark.run.targets import TrainedTarget, obtain
 from benchmark.run.utility import measure_utility
 from benchmark.tools.audit_report import verdict, write_report
@@ -90,7 +90,7 @@ def run_audit(
     dataset = Path(members_dir).name + "+" + Path(nonmembers_dir).name
     calibration = CalibrationData.nothing()
     if len(images.calibration):
-        calibration = CalibrationData("target-members", model, images.calibration.prepared(model),
+        calibration = CalibrationData(Knowledge.TARGET_MEMBERS, model, images.calibration.prepared(model),
                                       images.calibration_files)  # fmt: skip
     evaluated = images.evaluated.prepared(model)  # VAE latents for a text-to-image model, encoded once
     cards, arrays_of = [], {}
@@ -127,8 +127,8 @@ def _given_model(model_dir: Path, seed: int, lora: Path | None) -> tuple[Trained
     """The owner's model loaded as given through the registry (no defense can change it), and the
     pixel shape its images take: a StableDiffusionPipeline folder (with ``lora`` applied) is the
     ``text_to_image`` target, any other diffusers folder ``diffusers_folder``."""
-    none = DEFENSES.get("none")
-    defense = none.cls(build_config(none.cls.Config, "defense none"))
+    none = DEFENSES.get(baseline_defense())
+    defense = none.cls(build_config(none.cls.Config, f"defense {none.name}"))
     if (model_dir / "text_encoder").is_dir() and (model_dir / "unet").is_dir():
         entry = TARGETS.get("text_to_image")
         params = {"path": str(model_dir), "lora": str(lora) if lora else ""}

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.protocol import HEADLINE_KNOWLEDGE, Knowledge
 from benchmark.core.storage import atomic_write_text
 from benchmark.records.card import Card
 from benchmark.report.plots import attack_colours, roc_plot, save_figure
@@ -66,7 +67,7 @@ def verdict(strongest: Card) -> str:
 
 def assumptions(cards: Sequence[Card], calibration_fraction: float) -> str:
     knowledge = cards[0].knowledge
-    if knowledge == "none":
+    if knowledge == Knowledge.NONE:
         return ("No calibration images were held out (--calibration-fraction 0): only fixed-setting attacks ran, "
                 "with the papers' sign and no threshold (knowledge: none).")  # fmt: skip
     threats = ", ".join(sorted({c.threat_model for c in cards}))
@@ -126,7 +127,7 @@ def published_defenses(leaderboard: Path) -> tuple[pd.DataFrame | None, str]:
         cards = board.load()
     except BenchmarkError as error:
         return None, f"the leaderboard at {leaderboard} could not be read ({error})"
-    headline = [c for c in cards if c.suite in ("full", "defenses") and c.knowledge == "shadow"] or cards
+    headline = [c for c in cards if c.suite in ("full", "defenses") and c.knowledge == HEADLINE_KNOWLEDGE] or cards
     first = headline[0]
     target = [c for c in headline if (c.dataset, c.target) == (first.dataset, first.target)]
     return defense_ranking(target), (

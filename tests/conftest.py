@@ -96,11 +96,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, cache_dir) -> tuple[Path, list[dict]]:
-    """The tiny suite run end to end once; many tests read its outputs."""
+    """The tiny suite run end to end once, its page written as the CLI does; many tests read its outputs."""
+    from benchmark.records.store import ResultStore
+    from benchmark.report.render import write_outputs
     from benchmark.run.runner import run_suite
 
     out = tmp_path_factory.mktemp("tiny-run")
     cards = run_suite(make_suite(tiny_suite_dict()), out, Cache(cache_dir, log=lambda _: None))
+    write_outputs(out, cards, ResultStore(out).load_scores)
     return out, cards
 
 

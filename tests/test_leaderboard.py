@@ -9,13 +9,14 @@ import pytest
 from benchmark.cli import main
 from benchmark.core.errors import BenchmarkError
 from benchmark.report.leaderboard import Leaderboard
+from benchmark.run.runner import registered_plan
 
 
 @pytest.fixture
 def board(tiny_run, tmp_path):
     out, _ = tiny_run
     board = Leaderboard(tmp_path / "leaderboard")
-    assert board.publish(out) == (8, 0)
+    assert board.publish(out, registered_plan) == (8, 0)
     board.regenerate()
     return board
 
@@ -58,7 +59,7 @@ def test_publish_leaves_out_cells_the_registered_suite_no_longer_makes(tiny_run,
     older = json.loads(lines[0]) | {"suite": "quick"}  # quick plans no cell with this hash
     (run / "results.jsonl").write_text("\n".join([json.dumps(older), *lines[1:]]) + "\n")
     board = Leaderboard(tmp_path / "leaderboard")
-    assert board.publish(run) == (7, 1)
+    assert board.publish(run, registered_plan) == (7, 1)
     assert not (board.cards_dir / "quick").exists()
 
 

@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from benchmark.core.errors import BenchmarkError
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
+# An owner's image is a photo or a render, not a poster: anything larger is refused before it is
+# decoded (a few hundred bytes of PNG can claim 20000×20000 pixels and decode to gigabytes)
+MAX_SIDE = 16_384
+MAX_PIXELS = 40_000_000
+
+
+def read_image(file: Path, mode: str, size: tuple[int, int]) -> Image.Image:
+    """``file`` decoded, converted to ``mode`` and resized to ``size`` (width, height); any way the
+    file can fail (not an image, truncated, a decompression bomb, absurd dimensions, a mode Pillow
+    cannot convert) is one ``BenchmarkError`` naming the file and, where one applies, the limit."""
+    fix = "remove it or replace it"
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its two bomb limits; here a warning is a refusal too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                width, height = image.size
+                if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
+                    raise BenchmarkError(
+                        f"image {file} is {width}×{height} pixels, beyond the limit of {MAX_SIDE} per side and "
+                        f"{MAX_PIXELS:,} in all (a decompression bomb, or not an image to audit); {fix}"
+                    )
+                return image.convert(mode).resize(size, Image.BICUBIC)
+    except BenchmarkError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BenchmarkError(f"image {file} is a decompression bomb ({error}); audited images are limited to "
+                             f"{MAX_SIDE} per side and {MAX_PIXELS:,} pixels in all; {fix}") from None  # fmt: skip
+    except Exception as error:  # the decoder's boundary: a crafted file may raise anything
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BenchmarkError(f"cannot read image {file}: {reason}; {fix}") from None
 
 
 def load_image_folder(folder: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
@@ -26,11 +58,7 @@ def load_image_folder(folder: Path, shape: tuple[int, int, int]) -> tuple[torch.
         raise BenchmarkError(f"the model takes {channels} channels; audit handles 1 (grey) or 3 (RGB) images")
     tensors = []
     for file in files:
-        try:
-            with Image.open(file) as image:
-                converted = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BICUBIC)
-        except (UnidentifiedImageError, OSError) as error:
-            raise BenchmarkError(f"cannot read image {file}: {error}; remove it or replace it") from None
+        converted = read_image(file, "L" if channels == 1 else "RGB", (width, height))
         array = np.asarray(converted, dtype=np.float32).reshape(height, width, channels) / 127.5 - 1.0
         tensors.append(torch.from_numpy(array).permute(2, 0, 1))
     return torch.stack(tensors).contiguous(), [f.name for f in files]

@@ -9,12 +9,14 @@ and page reads its typed fields.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.names import NAME_PATTERN, NAME_RULE
 from benchmark.core.protocol import Knowledge, ThreatModel
 from benchmark.core.storage import atomic_write_text
 
@@ -23,7 +25,9 @@ CARD_SCHEMA_VERSION = 2
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Interval = Annotated[list[Fraction], Field(min_length=2, max_length=2)]
 Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
-Name = Annotated[str, Field(min_length=1)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]  # an identifier: see benchmark.core.names
+# text a reader sees (configs, versions, costs): data, never markup or a script URL
+MARKUP = re.compile(r"[<>]|(?i:\b(?:javascript|vbscript|data)\s*:)")
 
 
 class FittedThreshold(BaseModel):
@@ -61,7 +65,7 @@ class Card(BaseModel):
     defense_config: dict[str, Any] | None = None
     defense_costs: dict[str, Any] = Field(default_factory=dict)
     attack: Name
-    attack_name: str | None = None
+    attack_name: Name | None = None
     attack_config: dict[str, Any]
     budget: dict[str, Any] | None = None
     # what the attacker knew: every choice below (calibration, orientation, threshold) was fitted on
@@ -101,6 +105,14 @@ class Card(BaseModel):
 
     _path: str | None = PrivateAttr(default=None)  # where a published card was read from
 
+    @model_validator(mode="after")
+    def _no_markup(self) -> Card:
+        """No string anywhere in the card (nested configs included) holds markup or a script URL."""
+        for path, text in _strings(self.model_dump(mode="json")):
+            if MARKUP.search(text):
+                raise ValueError(f"'{path}' holds markup or a script URL ({text[:40]!r}); cards carry data only")
+        return self
+
     @property
     def group(self) -> tuple[str, str, str, int]:
         """The trained model a card belongs to: (dataset, target, defense, seed)."""
@@ -133,7 +145,18 @@ class Card(BaseModel):
         except ValidationError as error:
             first = error.errors()[0]
             path = "/".join(map(str, first["loc"])) or "card"
-            raise BenchmarkError(f"{where}: invalid card at '{path}': {first['msg']}") from None
+            message = NAME_RULE if first["type"] == "string_pattern_mismatch" else first["msg"]
+            raise BenchmarkError(f"{where}: invalid card at '{path}': {message}") from None
+
+
+def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path or "card", value)]
+    if isinstance(value, dict):
+        return [item for key, v in value.items() for item in _strings(key, path) + _strings(v, f"{path}/{key}")]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _strings(v, f"{path}/{i}")]
+    return []
 
 
 SCHEMA_PATH = Path(__file__).with_name("card_schema.json")

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from xml.etree import ElementTree
 
 import jinja2
 import markdown
+import markdown.treeprocessors
 import pandas as pd
+from markupsafe import Markup, escape
 from rich.console import Console
 from rich.table import Table
 
@@ -80,8 +86,10 @@ class Section:
         return self.frame.to_markdown(index=False)
 
     @property
-    def html(self) -> str:
-        return self.frame.to_html(index=False, border=0, classes="sortable", na_rep="—")
+    def html(self) -> Markup:
+        """pandas escapes every cell; its header's inline style attribute would break the site's CSP."""
+        table = self.frame.to_html(index=False, border=0, classes="sortable", na_rep="—")
+        return Markup(table.replace(' style="text-align: right;"', ""))
 
 
 @dataclass
@@ -108,15 +116,33 @@ class Page:
 
 
 @functools.cache
-def _template(name: str) -> jinja2.Template:
+def template(name: str) -> jinja2.Template:
+    """A page template; HTML ones escape every value that is not explicitly ``Markup``."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("benchmark.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
     return environment.get_template(name)
+
+
+@functools.cache
+def _asset(name: str) -> tuple[Markup, str]:
+    """A file inlined into the site (its style or its sorting script) and its CSP source: the hash of
+    exactly those bytes, so the browser runs that script and nothing else."""
+    text = (resources.files("benchmark.report") / "templates" / name).read_text()
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode("ascii")
+    return Markup(text), f"'sha256-{digest}'"
+
+
+def content_security_policy() -> str:
+    """Nothing loads from anywhere; images only as embedded data; style and script only the page's own."""
+    (_, style), (_, script) = _asset("leaderboard.css"), _asset("sortable.js")
+    return (f"default-src 'none'; img-src data:; style-src {style}; script-src {script}; "
+            "base-uri 'none'; form-action 'none'")  # fmt: skip
 
 
 def _targets(cards: list[Card]) -> dict[tuple[str, str], list[Card]]:
@@ -270,7 +296,7 @@ def _grouped(cards: list[Card]) -> list[tuple[tuple, list[Card]]]:
 
 
 def leaderboard_markdown(content: Page) -> str:
-    return _template("leaderboard.md.j2").render(page=content)
+    return template("leaderboard.md.j2").render(page=content)
 
 
 def leaderboard_html(content: Page, figures_dir: Path) -> str:
@@ -280,13 +306,42 @@ def leaderboard_html(content: Page, figures_dir: Path) -> str:
         data = base64.b64encode((figures_dir / figure.file).read_bytes()).decode("ascii")
         return f"data:image/png;base64,{data}"
 
-    return _template("leaderboard.html.j2").render(page=content, embedded=embedded, escape=html.escape, inline=inline)
+    return template("leaderboard.html.j2").render(
+        page=content, embedded=embedded, escape=escape, inline=inline, policy=content_security_policy(),
+        style=_asset("leaderboard.css")[0], script=_asset("sortable.js")[0],
+    )  # fmt: skip
 
 
-def inline(text: str) -> str:
-    """One line of the page's markdown (bold, code) as HTML, everything else escaped."""
-    rendered = markdown.markdown(html.escape(text, quote=False))
-    return rendered.removeprefix("<p>").removesuffix("</p>")
+def inline(text: str) -> Markup:
+    """One line of the page's markdown (bold, code, links to relative or https: addresses) as HTML;
+    everything else escaped, any other link reduced to its text."""
+    rendered = markdown.markdown(html.escape(text, quote=False), extensions=[_SafeLinks()])
+    return Markup(rendered.removeprefix("<p>").removesuffix("</p>"))
+
+
+class _SafeLinks(markdown.Extension):
+    """Python-Markdown makes ``[text](javascript:...)`` a live link and ``![](...)`` an image; the page
+    uses neither, so an image becomes its alt text and a link keeps its address only where that is
+    relative or ``https:``."""
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Python-Markdown's name)
+        md.treeprocessors.register(_LinkFilter(md), "safe_links", 0)
+
+
+class _LinkFilter(markdown.treeprocessors.Treeprocessor):
+    def run(self, root: ElementTree.Element) -> None:
+        for parent in root.iter():
+            for child in list(parent):
+                if child.tag == "img" or (child.tag == "a" and not _safe_href(child.get("href", ""))):
+                    text = child.get("alt", "") if child.tag == "img" else "".join(child.itertext())
+                    child.tag, child.attrib, child.text = "span", {}, text
+                    for grandchild in list(child):
+                        child.remove(grandchild)
+
+
+def _safe_href(href: str) -> bool:
+    scheme = urllib.parse.urlsplit(href.strip()).scheme.lower()
+    return scheme in ("", "https") and not href.strip().startswith("//")
 
 
 def plot_names(cards: list[Card]) -> list[str]:

@@ -16,6 +16,7 @@ import yaml
 from benchmark.api.registry import ATTACKS, DATASETS, DEFENSES, TARGETS, Registry
 from benchmark.core.configs import build_config, config_dict
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.names import check_name
 from benchmark.core.protocol import HEADLINE_KNOWLEDGE, Knowledge
 from benchmark.run.cluster import ClusterOptions
 from benchmark.run.splits import SplitSizes
@@ -175,7 +176,7 @@ def parse_suite(raw: Any, default_name: str, where: str) -> Suite:
     if type(version) is not int:
         raise BenchmarkError(f"{where}: 'version' must be an integer")
     suite = Suite(
-        name=str(raw.get("name", default_name)),
+        name=check_name(raw.get("name", default_name), "the suite name", where),
         version=version,
         description=str(raw.get("description", "")),
         datasets=_components(raw, "datasets", where),
@@ -312,7 +313,7 @@ def _budget(sweeps: Any, where: str) -> list[Component]:
             raise BenchmarkError(f"{where}: a budget entry's 'defenses' must be a non-empty list of defense labels")
         entry = ATTACKS.get(str(sweep["attack"]))
         for value in sweep["values"]:
-            label = f"{entry.name}@{sweep['param']}={value}"
+            label = check_name(f"{entry.name}.{sweep['param']}-{value}", "the budget label", where)
             config = build_config(entry.cls.Config, f"{where}: budget '{label}'", entry.preset, {sweep["param"]: value})
             budget = {"attack": entry.name, "param": sweep["param"], "value": value}
             only = None if defenses is None else [str(d) for d in defenses]
@@ -346,7 +347,7 @@ def _components(raw: dict, key: str, where: str, suite_split: dict | None = None
         if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(type(x) is int for x in seeds)):
             raise BenchmarkError(f"{where}: 'seeds' of {key} '{item['name']}' must be a non-empty list of integers")
         entry = REGISTRIES[key].get(str(item["name"]))
-        label = str(item.get("label", entry.name))
+        label = check_name(item.get("label", entry.name), f"the label of {key} '{entry.name}'", where)
         params = item.get("params") or {}
         if not isinstance(params, dict):
             raise BenchmarkError(f"{where}: 'params' of {key} '{label}' must be a mapping")

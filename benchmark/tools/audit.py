@@ -20,6 +20,7 @@ from benchmark.core.configs import build_config
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.hashing import sha256_json
 from benchmark.core.images import load_captions, load_image_folder
+from benchmark.core.names import as_name
 from benchmark.core.progress import console
 from benchmark.core.protocol import Knowledge, ThreatModel
 from benchmark.records.builder import CellOrigin, build_card
@@ -87,7 +88,7 @@ def run_audit(
     utility = measure_utility(model, images.all_members, images.all_nonmembers, images.all_nonmembers, None,
                               captions)  # fmt: skip
     store = ResultStore(out)
-    dataset = Path(members_dir).name + "+" + Path(nonmembers_dir).name
+    dataset = as_name(f"{Path(members_dir).name}_vs_{Path(nonmembers_dir).name}")  # card names are identifiers
     calibration = CalibrationData.nothing()
     if len(images.calibration):
         calibration = CalibrationData(Knowledge.TARGET_MEMBERS, model, images.calibration.prepared(model),
@@ -101,7 +102,7 @@ def run_audit(
         cell = {"audit": images.split_sha256, "target": trained.target_hash, "attack": component.description,
                 "scoring": scoring.__dict__}  # fmt: skip
         origin = CellOrigin(suite="audit", suite_version=1, dataset=dataset, split_sha256=images.split_sha256,
-                            target=Path(model_dir).name, target_hash=trained.target_hash, defense="unknown",
+                            target=as_name(Path(model_dir).name), target_hash=trained.target_hash, defense="unknown",
                             seed=seed, config_hash=sha256_json(cell), utility=utility, provenance="audit",
                             training=trained.training)  # fmt: skip
         card = build_card(origin, images.evaluated.labels, result)

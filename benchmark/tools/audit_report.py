@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import base64
 import functools
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from markupsafe import escape
 
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.protocol import HEADLINE_KNOWLEDGE, Knowledge
 from benchmark.core.storage import atomic_write_text
 from benchmark.records.card import Card
 from benchmark.report.plots import attack_colours, roc_plot, save_figure
+from benchmark.report.render import template
 from benchmark.report.tables import defense_ranking
 
 SHEET_ROWS = 6  # most exposed members on the contact sheet (and as many least exposed)
@@ -43,14 +43,6 @@ class AuditReport:
 
 
 @functools.cache
-def _template(name: str) -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("benchmark.report", "templates"), trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-    )  # fmt: skip
-    return environment.get_template(name)
-
-
 def verdict(strongest: Card) -> str:
     noun = "query" if strongest.queries_per_sample == 1 else "queries"
     low, high = strongest.tpr_at_1pct_fpr_ci
@@ -157,12 +149,12 @@ def write_report(
     level = max(0.05, float(exposure["p_value"].min()) if strongest.n_nonmembers < 19 else 0.05)
     counts = {"n_exposed": int((exposure["p_value"] <= level).sum()), "n_members": len(exposure), "level": level,
               "strongest": strongest.attack, "duplicates": duplicates, "n_nonmembers": strongest.n_nonmembers}
-    markdown = _template("audit_report.md.j2").render(report=report, **counts)
+    markdown = template("audit_report.md.j2").render(report=report, **counts)
 
     def embedded(file: str) -> str:
         return "data:image/png;base64," + base64.b64encode((out / file).read_bytes()).decode("ascii")
 
-    page = _template("audit_report.html.j2").render(report=report, embedded=embedded, escape=html.escape, **counts)
+    page = template("audit_report.html.j2").render(report=report, embedded=embedded, escape=escape, **counts)
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.html", page)
     return out / "report.md", out / "report.html"

@@ -9,7 +9,6 @@ review).
 from __future__ import annotations
 
 import base64
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,6 @@ class AuditReport:
     figures: list[tuple[str, str]]  # (title, file)
 
 
-@functools.cache
 def verdict(strongest: Card) -> str:
     noun = "query" if strongest.queries_per_sample == 1 else "queries"
     low, high = strongest.tpr_at_1pct_fpr_ci

@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as error:
         if args.debug:
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        for problem in getattr(error, "problems", None) or [str(error)]:
+            print(f"error: {one_line(problem)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:

@@ -5,6 +5,15 @@ class BenchmarkError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
 
 
+class ManyProblems(BenchmarkError):
+    """Several independent problems (bad files of one folder): the CLI prints one line for each, so
+    a contributor fixes them all in one round instead of one per run."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} problems: " + "; ".join(problems))
+        self.problems = problems
+
+
 class ThreatModelError(BenchmarkError, AttributeError):
     """An attack reached past its declared threat model (an AttributeError too, so hasattr works)."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError, ManyProblems
 from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
 from benchmark.records.card import Card
@@ -33,6 +34,29 @@ TOLERANCE = 1e-9
 def card_stem(card: Card) -> str:
     parts = [card.dataset, card.target, card.defense, f"seed{card.seed}", card.attack, card.knowledge]
     return "__".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)) for p in parts)
+
+
+def read_scores(path: Path) -> dict[str, np.ndarray]:
+    """A card's scores file: numeric arrays only (``allow_pickle=False``: nothing in it executes);
+    anything else, truncated or malformed, is one line naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        reason = one_line_reason(error)
+        raise BenchmarkError(f"{path}: not a readable scores file ({reason}); publish the run again") from None
+    for key in ("scores", "labels"):
+        array = arrays.get(key)
+        if array is None or array.ndim != 1 or array.dtype.kind not in "biuf" or not np.isfinite(array).all():
+            raise BenchmarkError(f"{path}: '{key}' must be a finite 1-D numeric array; publish the run again")
+    if len(arrays["scores"]) != len(arrays["labels"]) or not set(np.unique(arrays["labels"])) == {0, 1}:
+        raise BenchmarkError(f"{path}: scores and 0/1 labels of one length (both classes) are needed; publish again")
+    return arrays
+
+
+def one_line_reason(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def verify_against_scores(card: Card, scores: dict[str, np.ndarray], where: str) -> None:
@@ -55,35 +79,39 @@ class Leaderboard:
         self.site_page = self.folder / "site" / "index.html"
 
     def load(self) -> list[Card]:
-        """Every card, validated as a :class:`Card` and against its own scores."""
-        cards = []
+        """Every card, validated as a :class:`Card` and against its own scores; every bad file is
+        named on its own line (``ManyProblems``), none stops the others being checked."""
+        cards, problems = [], []
         for path in sorted(self.cards_dir.rglob("*.json")):
-            where = str(path)
             try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as error:
-                raise BenchmarkError(f"{where}: not readable JSON ({error}); restore it from git") from None
-            card = Card.parse(data, where).with_path(str(path))
-            scores_path = path.with_suffix(".npz")
-            if card.scores_sha256 is None or not scores_path.is_file():
-                raise BenchmarkError(f"{where}: its scores file {scores_path.name} is missing; publish the run again")
-            if sha256_file(scores_path) != card.scores_sha256:
-                raise BenchmarkError(f"{where}: {scores_path.name} does not match the card's scores_sha256")
-            verify_against_scores(card, self._scores(path), where)
-            cards.append(card)
+                cards.append(self._load_card(path))
+            except BenchmarkError as error:
+                problems.append(str(error))
+        if problems:
+            raise ManyProblems(problems) if len(problems) > 1 else BenchmarkError(problems[0])
         if not cards:
             raise BenchmarkError(
                 f"no cards under {self.cards_dir}; publish a run with `leaderboard --publish runs/full`"
             )
         return cards
 
-    @staticmethod
-    def _scores(card_path: Path) -> dict[str, np.ndarray]:
-        with np.load(card_path.with_suffix(".npz"), allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+    def _load_card(self, path: Path) -> Card:
+        where = str(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise BenchmarkError(f"{where}: not readable JSON ({error}); restore it from git") from None
+        card = Card.parse(data, where).with_path(str(path))
+        scores_path = path.with_suffix(".npz")
+        if card.scores_sha256 is None or not scores_path.is_file():
+            raise BenchmarkError(f"{where}: its scores file {scores_path.name} is missing; publish the run again")
+        if sha256_file(scores_path) != card.scores_sha256:
+            raise BenchmarkError(f"{where}: {scores_path.name} does not match the card's scores_sha256")
+        verify_against_scores(card, read_scores(scores_path), where)
+        return card
 
     def load_scores(self, card: Card) -> dict[str, np.ndarray]:
-        return self._scores(Path(card.path))
+        return read_scores(Path(card.path).with_suffix(".npz"))
 
     def publish(
         self, run_dir: Path, plan: Callable[[str], set[str] | None], provenance: str = "reproduced"

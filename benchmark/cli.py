@@ -6,6 +6,7 @@ Every user mistake ends as one line on stderr and exit code 2; ``--debug`` shows
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmark.core import progress, runtime
 
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill` stops a run as Ctrl-C does
     try:
         runtime.configure(args.device, args.threads, args.checkpoint_every, args.mixed_precision)
         commands = {
@@ -285,4 +287,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM as KeyboardInterrupt: the run stops its workers, keeps finished cells and says how to resume."""
+    raise KeyboardInterrupt

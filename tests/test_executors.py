@@ -4,13 +4,13 @@ where one answers)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import yaml
 
@@ -41,6 +41,8 @@ def _cards(out):
 
 
 def test_local_jobs_match_serial_and_resume_after_a_kill(tmp_path, request):
+    """SIGTERM to the parent alone (as `kill` or a scheduler sends it) stops every worker it started;
+    the same command then resumes to the serial run's cards."""
     root = request.config.rootpath
     suite = tmp_path / "jobs.yaml"
     suite.write_text(yaml.safe_dump(SUITE))
@@ -52,8 +54,12 @@ def test_local_jobs_match_serial_and_resume_after_a_kill(tmp_path, request):
     deadline = time.monotonic() + 300
     while not list((tmp_path / "local" / "jobs").glob("*/results.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGKILL)  # the parent and every job, mid-run
-    first.wait()
+    workers = psutil.Process(first.pid).children(recursive=True)
+    assert workers, "no worker process was running"
+    first.send_signal(signal.SIGTERM)  # the parent only, mid-run
+    assert first.wait(timeout=60) == 130
+    survivors = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], f"{len(survivors)} worker processes outlived the run"
     done_before = len(ResultStore(tmp_path / "local").cards)
 
     again = subprocess.run(local, cwd=root, capture_output=True, text=True)

@@ -81,3 +81,44 @@ def test_sigkill_mid_scoring_keeps_finished_cells(clean, tmp_path):
     assert 1 <= finished < 3
     subprocess.run(_command(suite, out, cache), check=True, capture_output=True, timeout=600)
     assert _numbers(out) == expected
+
+
+def test_a_resume_at_another_thread_count_rewrites_no_finished_card(tmp_path, monkeypatch):
+    """Utility is measured once per target and read back from the cache: a resume at 2 threads
+    leaves every card that was already final byte for byte as it was. A measurement at another
+    thread count may differ in its last digits (float reductions; on the tiny model it happens not
+    to), so each measurement here is made to differ, as it may on a real one."""
+    import torch
+
+    from benchmark.core import runtime
+    from benchmark.run import runner
+    from benchmark.run.cache import Cache
+    from benchmark.run.runner import run_suite
+    from conftest import make_suite, tiny_suite_dict
+
+    measured = []
+
+    def drifting(*args, **kwargs):
+        utility = runner_measure(*args, **kwargs)
+        measured.append(utility)
+        return {**utility, "heldout_denoising_mse": utility["heldout_denoising_mse"] * (1 + 1e-9 * len(measured))}
+
+    runner_measure = runner.measure_utility
+    monkeypatch.setattr(runner, "measure_utility", drifting)
+
+    suite = make_suite(tiny_suite_dict(attacks=["loss", "pia"], knowledge=["target-members"]))
+    cache = Cache(tmp_path / "cache", log=lambda _: None)
+    threads = torch.get_num_threads()
+    try:
+        runtime.configure("cpu", 1)
+        run_suite(suite, tmp_path / "out", cache)
+        results = tmp_path / "out" / "results.jsonl"
+        lines = results.read_text().splitlines(keepends=True)
+        results.write_text(lines[0])  # the run was stopped after its first cell
+        runtime.configure("cpu", 2)
+        run_suite(suite, tmp_path / "out", cache)
+    finally:
+        runtime.configure("cpu", threads)
+    again = results.read_text().splitlines(keepends=True)
+    assert again[0] == lines[0] and len(again) == 2
+    assert len(measured) == 1

@@ -11,11 +11,14 @@ locks make that safe), so on a cluster ``--out`` and ``--cache`` must be on a sh
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import psutil
 
 from benchmark.core import progress, runtime
 from benchmark.core.errors import BenchmarkError
@@ -26,6 +29,7 @@ from benchmark.run.cluster import ClusterOptions
 
 Kind = Literal["serial", "local", "slurm"]
 POLL_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -109,28 +113,53 @@ class SubmititRunner:
         return settings
 
     def run(self, work: list[GroupJob], store: ResultStore, logs: Path, body: Callable[[GroupJob], int]) -> None:
-        """Run ``body`` (a module-level function: submitit pickles it by reference) once per job."""
+        """Run ``body`` (a module-level function: submitit pickles it by reference) once per job. If
+        this process is interrupted (Ctrl-C, or SIGTERM, which the CLI turns into the same), every
+        job still running is stopped first: no worker keeps training, or holds a cache lock, after
+        the run has ended."""
         executor = self.executor(logs)
         failures: list[str] = []
         pending, running = list(work), []
-        with progress.steps(f"{self.kind} jobs", len(work)) as advance:
-            if self.kind == "slurm":
-                running = list(zip(work, executor.map_array(body, work), strict=True))
-                pending = []
-            while pending or running:
-                while pending and len(running) < self.jobs:
-                    job = pending.pop(0)
-                    running.append((job, executor.submit(body, job)))
-                finished = [(job, handle) for job, handle in running if handle.done()]
-                for job, handle in finished:
-                    running.remove((job, handle))
-                    failures += self._collect(job, handle, store)
-                    advance()
-                if running and not finished:
-                    time.sleep(POLL_SECONDS)
+        try:
+            with progress.steps(f"{self.kind} jobs", len(work)) as advance:
+                if self.kind == "slurm":
+                    running = list(zip(work, executor.map_array(body, work), strict=True))
+                    pending = []
+                while pending or running:
+                    while pending and len(running) < self.jobs:
+                        job = pending.pop(0)
+                        running.append((job, executor.submit(body, job)))
+                    finished = [(job, handle) for job, handle in running if handle.done()]
+                    for job, handle in finished:
+                        running.remove((job, handle))
+                        failures += self._collect(job, handle, store)
+                        advance()
+                    if running and not finished:
+                        time.sleep(POLL_SECONDS)
+        except BaseException:
+            self._stop([handle for _, handle in running])
+            raise
         if failures:
             raise BenchmarkError(f"{len(failures)} of {len(work)} jobs failed ({failures[0]}); the other jobs' "
                                  "cells are saved: run the same command again to resume")  # fmt: skip
+
+    def _stop(self, handles: list) -> None:
+        """Slurm jobs are cancelled (scancel); local workers, and whatever they started, are sent
+        SIGTERM and, after a grace period, SIGKILL (submitit's own cancel only sends SIGINT, which a
+        worker busy in torch may not act on for minutes)."""
+        if self.kind == "slurm":
+            for handle in handles:
+                handle.cancel(check=False)
+            return
+        workers = psutil.Process().children(recursive=True)
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.terminate()
+        _, alive = psutil.wait_procs(workers, timeout=STOP_GRACE_SECONDS)
+        for worker in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+        psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
 
     @staticmethod
     def _collect(job: GroupJob, handle, store: ResultStore) -> list[str]:

@@ -280,10 +280,17 @@ def run_group(cells: TargetCells, store: ResultStore, cache: Cache, counter: dic
     trained = obtain_target(images, split.training, pool, key, cells.target, cells.defense, cells.seed, cache,
                             captions, split.public)  # fmt: skip
     progress.doing = f"measuring the utility of {cells.where}"
-    utility = measure_utility(
-        trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
-        cells.features(), (pick(captions, split.training), pick(captions, split.calibration_nonmembers)),
-    )  # fmt: skip
+
+    def measure(_folder: Path, _scratch: Path) -> dict:
+        return measure_utility(
+            trained.model, images[split.training], images[split.calibration_nonmembers], images[split.nonmembers],
+            cells.features(), (pick(captions, split.training), pick(captions, split.calibration_nonmembers)),
+        )  # fmt: skip
+
+    # measured once per target and stored beside it in the cache: a resumed run (at another thread
+    # count, whose float reductions differ in the last digits) reads it back and rewrites no card
+    utility_key = sha256_json({"target": trained.target_hash, "utility": UTILITY_VERSION})
+    utility = cache.get_or_build("utility", utility_key, measure)[1]
     store.set_utility(trained.target_hash, utility)
     evaluated = _labelled(images, captions, split.members, split.nonmembers).prepared(trained.model)
     calibrations = _calibrations(cells, trained, cache)

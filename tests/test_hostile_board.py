@@ -90,10 +90,12 @@ def test_every_malformed_card_or_scores_file_is_one_line_and_exit_2(board, tmp_p
     cases += [("scores", m) for m in _scores_mutations(arrays, rng, 120)]
     assert len(cases) >= 500
     work = tmp_path / "board"
+    shutil.copytree(board, work)
+    victim = work / cards[0].relative_to(board)
+    originals = {path: path.read_bytes() for path in (victim, victim.with_suffix(".npz"))}
     for kind, mutation in cases:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(board, work)
-        victim = work / cards[0].relative_to(board)
+        for path, content in originals.items():  # the one mutated file restored, the rest untouched
+            path.write_bytes(content)
         if kind == "card":
             victim.write_text(mutation if isinstance(mutation, str) else json.dumps(mutation))
         else:

@@ -28,7 +28,6 @@ class MyDefenseConfig:
 
 @DEFENSES.register("my_defense", "one line for `python -m benchmark list`")
 class MyDefense(Defense[MyDefenseConfig]):
-
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Applied to every training batch before noising; draw randomness only from ``generator``."""
         return batch + self.config.strength * torch.randn(batch.shape, generator=generator)

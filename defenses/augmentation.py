@@ -32,7 +32,6 @@ class AugmentationConfig:
 
 @DEFENSES.register("augmentation", "random horizontal flip and padded random crop of every training batch")
 class Augmentation(Defense[AugmentationConfig]):
-
     def transform(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.config.flip:
             flip = torch.rand(len(batch), generator=generator) < 0.5

@@ -42,7 +42,6 @@ class DistillationConfig:
     "distillation", "DistillMD: teachers on disjoint halves; the student learns each image from the other"
 )
 class Distillation(Defense[DistillationConfig]):
-
     def _teacher(self, job: TrainingJob, index: int, members: torch.Tensor) -> tuple[UNet2DModel, dict]:
         """Trained once; its weights wait in the job's scratch so a resumed run does not retrain it."""
         unet = job.new_unet()

@@ -85,7 +85,6 @@ class DPSGDConfig:
 
 @DEFENSES.register("dpsgd", "DP-SGD via opacus (per-example clipping by ghost norms, Poisson sampling, PRV accountant)")
 class DPSGD(Defense[DPSGDConfig]):
-
     def uses_public_data(self) -> bool:
         return self.config.pretrain_steps > 0
 

@@ -72,7 +72,6 @@ class ValidationMonitor:
 
 @DEFENSES.register("early_stopping", "stop where held-out denoising loss stops improving (or at a budget fraction)")
 class EarlyStopping(Defense[EarlyStoppingConfig]):
-
     def validation_size(self) -> int:
         return self.config.validation_images if self.config.mode == "patience" else 0
 

@@ -29,7 +29,6 @@ class PublicOnlyConfig:
 
 @DEFENSES.register("public_only", "the recipe trained on public images only (no member): DP fine-tuning's baseline")
 class PublicOnly(Defense[PublicOnlyConfig]):
-
     def uses_public_data(self) -> bool:
         return True
 

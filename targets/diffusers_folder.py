@@ -101,6 +101,11 @@ def load_diffusers_folder(folder: Path, ema: str = "auto") -> DiffusionModel:
     "diffusers_folder", "a diffusers DDPM/DDIM pipeline or UNet2DModel: local folder or hub id (no training)"
 )
 class DiffusersFolder(Target[DiffusersFolderConfig]):
+    @classmethod
+    def audits(cls, folder: Path) -> bool:
+        """Anything but a folder with a text encoder (a StableDiffusionPipeline is ``text_to_image``'s): a
+        UNet or pipeline folder, or a hub id, which loading then resolves or refuses in one line."""
+        return not (Path(folder) / "text_encoder").is_dir()
 
     @functools.cached_property
     def folder(self) -> Path:

@@ -134,6 +134,13 @@ class TextToImage(TrainableTarget[TextToImageConfig]):
     def trains(self) -> bool:
         return self.config.finetune_steps > 0
 
+    @classmethod
+    def audits(cls, folder: Path) -> bool:
+        return (folder / "text_encoder").is_dir() and (folder / "unet").is_dir()
+
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.pipeline.image_shape()
+
     @functools.cached_property
     def folder(self) -> Path:
         return resolve_source(self.config.path)

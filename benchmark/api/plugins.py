@@ -167,6 +167,18 @@ class Target(Configured[ConfigT], abc.ABC):
         """False when the model is attacked as given (no defense can then change it)."""
         return False
 
+    @classmethod
+    def audits(cls, folder: Path) -> bool:
+        """Whether ``audit --model folder`` is a model of this family, judged by the folder's layout;
+        ``audit`` loads the folder with the one registered target that says so (configured with
+        ``path`` and, for a family that takes an adapter, ``lora``)."""
+        return False
+
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """The pixel shape of the images the model was built for, where the model denoises something
+        else (latents); None: the shape the loaded model samples."""
+        return None
+
     def fingerprint(self) -> dict[str, Any]:  # Any: JSON-able values for the cache key
         """What identifies the starting weights beyond the config (file hashes of a loaded model)."""
         return {}

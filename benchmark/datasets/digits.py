@@ -23,7 +23,6 @@ class DigitsConfig:
 
 @DATASETS.register("digits", "1,797 handwritten digits from scikit-learn (offline), 1 channel, upsampled")
 class Digits(Dataset[DigitsConfig]):
-
     def load(self) -> torch.Tensor:
         pixels = torch.from_numpy(load_digits().images).float().unsqueeze(1) / 16.0
         if self.config.image_size != 8:

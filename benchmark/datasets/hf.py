@@ -106,7 +106,6 @@ def to_tensor(picture: Image.Image, size: int, channels: int) -> np.ndarray:
 
 @DATASETS.register("hf", "any `datasets` image dataset: hub name (online) or a local save_to_disk/imagefolder/parquet")
 class HFDataset(Dataset[HFDatasetConfig]):
-
     @functools.cached_property
     def _data(self) -> datasets.Dataset:
         """Opened once per instance: ``load`` and ``labels`` read the same table."""

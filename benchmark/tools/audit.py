@@ -9,6 +9,7 @@ assumption of the leaderboard's two) and every card and summary says so; with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,22 +127,25 @@ def run_audit(
 
 def _given_model(model_dir: Path, seed: int, lora: Path | None) -> tuple[TrainedTarget, tuple[int, int, int]]:
     """The owner's model loaded as given through the registry (no defense can change it), and the
-    pixel shape its images take: a StableDiffusionPipeline folder (with ``lora`` applied) is the
-    ``text_to_image`` target, any other diffusers folder ``diffusers_folder``."""
-    none = DEFENSES.get(baseline_defense())
-    defense = none.cls(build_config(none.cls.Config, f"defense {none.name}"))
-    if (model_dir / "text_encoder").is_dir() and (model_dir / "unet").is_dir():
-        entry = TARGETS.get("text_to_image")
-        params = {"path": str(model_dir), "lora": str(lora) if lora else ""}
-        given = entry.cls(build_config(entry.cls.Config, "--model", params))
-        shape = given.pipeline.image_shape()
-        return obtain(given, torch.empty(0, *shape), defense, seed, None, {}), shape
+    pixel shape its images take. The target family is the one whose class ``audits`` the folder's
+    layout (a StableDiffusionPipeline folder, or any other diffusers folder)."""
+    families = [entry for entry in TARGETS.entries() if entry.cls.audits(model_dir)]
+    if len(families) != 1:
+        found = ", ".join(entry.name for entry in families) or "none"
+        raise BenchmarkError(f"{model_dir}: {len(families)} target families read this folder ({found}); pass a "
+                             "diffusers pipeline or UNet folder")  # fmt: skip
+    (entry,) = families
+    params = {"path": str(model_dir)}
     if lora is not None:
-        raise BenchmarkError(f"--lora needs a StableDiffusionPipeline folder as --model; {model_dir} is not one")
-    entry = TARGETS.get("diffusers_folder")
-    given = entry.cls(build_config(entry.cls.Config, "--model", {"path": str(model_dir)}))
-    trained = obtain(given, torch.empty(0), defense, seed, None, {})
-    return trained, trained.model.sample_shape
+        if "lora" not in {f.name for f in dataclasses.fields(entry.cls.Config)}:
+            raise BenchmarkError(f"--lora needs a StableDiffusionPipeline folder as --model; {model_dir} is not one")
+        params["lora"] = str(lora)
+    given = entry.cls(build_config(entry.cls.Config, "--model", params))
+    baseline = DEFENSES.get(baseline_defense())
+    defense = baseline.cls(build_config(baseline.cls.Config, f"defense {baseline.name}"))
+    shape = given.image_shape()
+    trained = obtain(given, torch.empty(0, *(shape or ())), defense, seed, None, {})
+    return trained, shape or trained.model.sample_shape
 
 
 @dataclass

@@ -82,7 +82,7 @@ class _Executable(HTMLParser):
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in ("iframe", "object", "embed", "svg", "math", "base", "form", "meta") and tag != "meta":
+        if tag in ("iframe", "object", "embed", "svg", "math", "base", "form"):
             self.found.append(f"<{tag}>")
         if tag == "meta" and not any(k == "charset" or v == "Content-Security-Policy" for k, v in attrs):
             self.found.append("<meta> other than charset and the policy")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError, first_line
 
 
 def resolve_source(path: str) -> Path:
@@ -18,7 +18,7 @@ def resolve_source(path: str) -> Path:
     try:
         fetched = snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt"])
     except Exception as error:  # offline, unknown repository, no access: all end the same way
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise BenchmarkError(
             f"cannot fetch model '{path}' from the hub ({reason}); offline, download it elsewhere with "
             "save_pretrained and pass the folder"

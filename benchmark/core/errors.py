@@ -5,6 +5,13 @@ class BenchmarkError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
 
 
+def first_line(error: BaseException) -> str:
+    """What a third-party error says, in one line (its type where it says nothing): for messages
+    that name the file or source the error came from."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 class ManyProblems(BenchmarkError):
     """Several independent problems (bad files of one folder): the CLI prints one line for each, so
     a contributor fixes them all in one round instead of one per run."""

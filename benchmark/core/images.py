@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError, first_line
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 # An owner's image is a photo or a render, not a poster: anything larger is refused before it is
@@ -42,7 +42,7 @@ def read_image(file: Path, mode: str, size: tuple[int, int]) -> Image.Image:
         raise BenchmarkError(f"image {file} is a decompression bomb ({error}); audited images are limited to "
                              f"{MAX_SIDE} per side and {MAX_PIXELS:,} pixels in all; {fix}") from None  # fmt: skip
     except Exception as error:  # the decoder's boundary: a crafted file may raise anything
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise BenchmarkError(f"cannot read image {file}: {reason}; {fix}") from None
 
 

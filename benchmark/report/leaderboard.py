@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.core.errors import BenchmarkError, ManyProblems
+from benchmark.core.errors import BenchmarkError, ManyProblems, first_line
 from benchmark.core.hashing import sha256_file
 from benchmark.core.storage import atomic_write_bytes, atomic_write_text
 from benchmark.records.card import Card
@@ -43,7 +43,7 @@ def read_scores(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        reason = one_line_reason(error)
+        reason = first_line(error)
         raise BenchmarkError(f"{path}: not a readable scores file ({reason}); publish the run again") from None
     for key in ("scores", "labels"):
         array = arrays.get(key)
@@ -52,11 +52,6 @@ def read_scores(path: Path) -> dict[str, np.ndarray]:
     if len(arrays["scores"]) != len(arrays["labels"]) or not set(np.unique(arrays["labels"])) == {0, 1}:
         raise BenchmarkError(f"{path}: scores and 0/1 labels of one length (both classes) are needed; publish again")
     return arrays
-
-
-def one_line_reason(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def verify_against_scores(card: Card, scores: dict[str, np.ndarray], where: str) -> None:

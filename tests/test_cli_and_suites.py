@@ -72,6 +72,16 @@ def test_suite_mistakes_are_named(tmp_path, change, message):
         load_suite(str(path))
 
 
+def test_a_bare_yaml_null_key_is_named_with_its_fix(tmp_path, capsys):
+    """YAML reads ``null: true`` as a key that is not a string; the suite author wrote the split's
+    ``null`` flag, so the error says to quote it instead of failing inside difflib."""
+    raw = tiny_suite_dict()
+    path = write_suite(tmp_path, raw | {"split": raw["split"] | {None: True}})
+    assert "null: true" in path.read_text()
+    assert main(["run", "--suite", str(path), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 2
+    assert 'a parameter is named null; quote it: "null"' in capsys.readouterr().err
+
+
 def test_an_attack_repeats_under_other_knowledge_on_some_defenses(tmp_path):
     """One name on the page: target-members cells for the undefended target only, shadow everywhere."""
     suite = load_suite(str(write_suite(tmp_path, tiny_suite_dict(

@@ -72,6 +72,9 @@ def build_config(config_cls: type, where: str, *layers: dict[str, Any]) -> Any:
     values: dict[str, Any] = {}
     for layer in layers:
         for key, value in (layer or {}).items():
+            if not isinstance(key, str):  # YAML reads a bare null, true or 1 as a key of another type
+                raise BenchmarkError(f"{where}: parameter name {key!r} is not a string; quote it (\"{key}\": ...)"
+                                     if key is not None else f"{where}: a parameter is named null; quote it: \"null\"")
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(fields)}"
